@@ -1,0 +1,1 @@
+//! Read/write routing for PostgreSQL read replicas.

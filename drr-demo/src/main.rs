@@ -1,0 +1,3 @@
+//! drr-demo: a web service on drr-core.
+
+fn main() {}
