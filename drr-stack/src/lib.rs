@@ -1,1 +1,14 @@
-//! drr-stack.
+//! Typed stacks of one PostgreSQL primary and delayed streaming replicas.
+//!
+//! `drr-stack` is the tooling behind `cargo xtask`: a project declares its
+//! stack as a [`spec::StackSpec`] value and gets every generated file and every
+//! stack command from it.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod codegen;
+pub mod project;
+pub mod render;
+pub mod secrets;
+pub mod spec;

@@ -1,0 +1,197 @@
+//! `postgresql.conf`, `pg_hba.conf` and the bootstrap SQL of a stack.
+//!
+//! Both backends use these same renderings: compose mounts them from
+//! `compose/`, the native runner writes them into each data directory.
+
+use std::fmt::Write as _;
+
+use super::{PREAMBLE, sql};
+use crate::spec::{Member, StackSpec};
+
+/// Headroom of WAL senders and slots beyond one per replica, so that adding
+/// a replica or running `pg_basebackup` never needs a primary restart.
+const SENDER_HEADROOM: usize = 8;
+
+/// The complete `postgresql.conf` of one node.
+pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
+    let node = member.node();
+    let senders = (spec.replicas.len() + SENDER_HEADROOM).max(16);
+    let mut out = String::new();
+    let _ = writeln!(out, "# {PREAMBLE}");
+    let _ = writeln!(
+        out,
+        "# Node `{}`: {} of stack `{}`.",
+        node.name,
+        member.role_name(),
+        spec.name
+    );
+    out.push('\n');
+    let mut set = |key: &str, value: &str| {
+        let _ = writeln!(out, "{key} = {}", sql::literal(value));
+    };
+    set("listen_addresses", &spec.listen.to_string());
+    set("port", &node.port.to_string());
+    set("unix_socket_directories", "");
+    set("password_encryption", "scram-sha-256");
+    set("max_connections", "200");
+    set("shared_buffers", "32MB");
+    set("wal_level", "replica");
+    set("max_wal_senders", &senders.to_string());
+    set("max_replication_slots", &senders.to_string());
+    set("hot_standby", "on");
+    set("hot_standby_feedback", "off");
+    set("wal_receiver_status_interval", "1s");
+    // A development stack: losing the last commits on an OS crash is an
+    // acceptable price for fast commits and fast start-up.
+    set("fsync", "off");
+    set("log_line_prefix", "%m [%p] %q%u@%d ");
+    set("log_timezone", "UTC");
+    set("timezone", "UTC");
+    if let Member::Replica(replica) = member {
+        set(
+            "recovery_min_apply_delay",
+            &format!("{}ms", replica.delay.as_millis()),
+        );
+    }
+    if !node.settings.is_empty() {
+        out.push_str("\n# Settings from the spec.\n");
+        for (key, value) in &node.settings {
+            let _ = writeln!(out, "{key} = {}", sql::literal(value));
+        }
+    }
+    out
+}
+
+/// The `pg_hba.conf` every node uses: scram-sha-256 on every TCP entry, the
+/// replication role limited to the replication pseudo-database, and the
+/// local socket (used only inside containers) open to the `postgres` OS user.
+pub fn pg_hba_conf(spec: &StackSpec) -> String {
+    let repl = &spec.replication_role;
+    let rows = [
+        ["local", "all", "postgres", "", "peer"],
+        ["host", "replication", repl, "all", "scram-sha-256"],
+        ["host", "all", repl, "all", "reject"],
+        ["host", "all", "all", "all", "scram-sha-256"],
+    ];
+    let mut out =
+        format!("# {PREAMBLE}\n# TYPE  DATABASE     USER                ADDRESS  METHOD\n");
+    for [kind, db, user, address, method] in rows {
+        let line = format!("{kind:<7} {db:<12} {user:<19} {address:<8} {method}");
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// Idempotent SQL, run with `psql` on the primary, that creates or updates
+/// the spec's roles and databases and the replication role.
+///
+/// Passwords of the superuser and the replication role are generated per
+/// checkout and never rendered: psql reads them from the environment
+/// (`DRR_SUPERUSER_PASSWORD`, `DRR_REPLICATION_PASSWORD`) with `\getenv`.
+pub fn bootstrap_sql(spec: &StackSpec) -> String {
+    let mut out = format!(
+        "-- {PREAMBLE}\n-- Creates or updates the roles and databases of stack `{}`.\n",
+        spec.name
+    );
+    out.push_str("\\set ON_ERROR_STOP on\n");
+    out.push_str("\\getenv superuser_password DRR_SUPERUSER_PASSWORD\n");
+    out.push_str("\\getenv replication_password DRR_REPLICATION_PASSWORD\n");
+    out.push_str("ALTER ROLE postgres WITH PASSWORD :'superuser_password';\n");
+    create_role(&mut out, &spec.replication_role);
+    let _ = writeln!(
+        out,
+        "ALTER ROLE {} WITH LOGIN REPLICATION PASSWORD :'replication_password';",
+        sql::ident(&spec.replication_role)
+    );
+    for role in &spec.roles {
+        create_role(&mut out, &role.name);
+        let attributes: String = role
+            .attributes
+            .iter()
+            .map(|a| format!(" {}", a.keyword()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "ALTER ROLE {} WITH LOGIN{attributes} PASSWORD {};",
+            sql::ident(&role.name),
+            sql::literal(&role.password)
+        );
+    }
+    for db in &spec.databases {
+        let _ = writeln!(
+            out,
+            "SELECT 'CREATE DATABASE {} OWNER {}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {}) \\gexec",
+            sql::ident(&db.name).replace('\'', "''"),
+            sql::ident(&db.owner).replace('\'', "''"),
+            sql::literal(&db.name)
+        );
+        let _ = writeln!(
+            out,
+            "ALTER DATABASE {} OWNER TO {};",
+            sql::ident(&db.name),
+            sql::ident(&db.owner)
+        );
+    }
+    out
+}
+
+fn create_role(out: &mut String, name: &str) {
+    let _ = writeln!(
+        out,
+        "SELECT 'CREATE ROLE {}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) \\gexec",
+        sql::ident(name).replace('\'', "''"),
+        sql::literal(name)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::default_spec;
+
+    #[test]
+    fn replica_conf_carries_its_delay_and_port() {
+        let spec = default_spec();
+        let conf = postgresql_conf(&spec, spec.member("replica1").unwrap());
+        assert!(conf.starts_with("# Generated by `cargo xtask gen`"));
+        assert!(conf.contains("\nport = '5433'\n"));
+        assert!(conf.contains("\nrecovery_min_apply_delay = '3000ms'\n"));
+        assert!(conf.contains("\nlisten_addresses = '127.0.0.1'\n"));
+        let primary = postgresql_conf(&spec, spec.member("primary").unwrap());
+        assert!(!primary.contains("recovery_min_apply_delay"));
+    }
+
+    #[test]
+    fn spec_settings_are_appended_quoted() {
+        let spec = default_spec()
+            .primary(crate::spec::Node::new("primary", 5432).setting("work_mem", "it's"));
+        let conf = postgresql_conf(&spec, spec.member("primary").unwrap());
+        assert!(
+            conf.ends_with("# Settings from the spec.\nwork_mem = 'it''s'\n"),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn hba_has_no_trust_over_tcp_and_fences_the_replication_role() {
+        let hba = pg_hba_conf(&default_spec());
+        let tcp: Vec<&str> = hba.lines().filter(|l| l.starts_with("host")).collect();
+        assert_eq!(tcp.len(), 3);
+        assert!(
+            tcp.iter()
+                .all(|l| l.ends_with("scram-sha-256") || l.ends_with("reject"))
+        );
+        assert!(tcp[0].contains("replication") && tcp[0].contains("drr_replicator"));
+        assert!(tcp[1].contains("drr_replicator") && tcp[1].ends_with("reject"));
+    }
+
+    #[test]
+    fn bootstrap_never_renders_generated_passwords() {
+        let sql = bootstrap_sql(&default_spec());
+        assert!(sql.contains("PASSWORD :'replication_password'"));
+        assert!(sql.contains("ALTER ROLE \"drr_user\" WITH LOGIN CREATEDB PASSWORD 'pass';"));
+        assert!(
+            sql.contains("SELECT 'CREATE DATABASE \"drr\" OWNER \"drr_user\"' WHERE NOT EXISTS")
+        );
+    }
+}

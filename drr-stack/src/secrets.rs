@@ -1,0 +1,94 @@
+//! Passwords generated once per checkout: the superuser's and the
+//! replication role's. They live in `.drr/` (ignored by git) with 0600
+//! permissions and are never rendered into a generated file.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// The generated passwords of one checkout.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secrets {
+    /// Password of the `postgres` superuser (TCP logins by drr's own commands).
+    pub superuser_password: String,
+    /// Password of the replication role.
+    pub replication_password: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+impl Secrets {
+    /// Reads the secrets from `dir`, generating each missing one.
+    pub fn load_or_create(dir: &Path) -> Result<Secrets> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the secrets directory {}", dir.display()))?;
+        Ok(Secrets {
+            superuser_password: secret(&dir.join("superuser-password"))?,
+            replication_password: secret(&dir.join("replication-password"))?,
+        })
+    }
+
+    /// The environment the bootstrap SQL reads the passwords from.
+    pub fn env(&self) -> [(&'static str, &str); 2] {
+        [
+            ("DRR_SUPERUSER_PASSWORD", &self.superuser_password),
+            ("DRR_REPLICATION_PASSWORD", &self.replication_password),
+        ]
+    }
+}
+
+fn secret(path: &Path) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).context("cannot get random bytes for a password")?;
+    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    writeln!(file, "{value}").with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn generated_once_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Secrets::load_or_create(dir.path()).unwrap();
+        let again = Secrets::load_or_create(dir.path()).unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first.superuser_password, first.replication_password);
+        assert_eq!(first.replication_password.len(), 48);
+        let mode = fs::metadata(dir.path().join("replication-password"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(format!("{first:?}"), "Secrets { .. }");
+    }
+}

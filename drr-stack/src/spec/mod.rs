@@ -1,0 +1,383 @@
+//! The typed stack spec: one primary, N delayed streaming replicas, roles and
+//! databases, as a plain Rust value.
+//!
+//! A project declares its stack once (in this repository, `xtask/src/spec.rs`)
+//! with the builder methods below; everything else — the generated `compose/`
+//! files, the native runner, the lag commands — is derived from that value.
+//! [`StackSpec::validate`] checks every rule up front so that no command ever
+//! acts on a half-valid spec.
+
+mod validate;
+
+pub use validate::{Problem, SpecError};
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Postgres major versions drr knows how to configure (15 brought psql's
+/// `\getenv`, which the generated bootstrap SQL uses).
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u16> = 15..=18;
+
+/// The largest replication delay a spec or `cargo xtask delay` accepts.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Extra `postgresql.conf` settings of one node, rendered in key order.
+pub type Settings = BTreeMap<String, String>;
+
+/// Which runner brings the stack up by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Plain local processes: no daemon, no image (the default).
+    #[default]
+    Native,
+    /// `docker compose` with the generated `compose/docker-compose.yaml`.
+    Compose,
+}
+
+/// A whole stack: one primary, its replicas, and the roles and databases on it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StackSpec {
+    /// Stack name: the compose project name and the native state sub-directory.
+    pub name: String,
+    /// Postgres major version of every node.
+    pub postgres_major: u16,
+    /// Image the compose services run; any image with this major's server binaries works.
+    pub image: String,
+    /// Address every port is published on (native: listened on).
+    pub listen: IpAddr,
+    /// Accept host ports below 1024.
+    pub allow_privileged_ports: bool,
+    /// The read-write node.
+    pub primary: Node,
+    /// Streaming replicas, in the order URLs are printed.
+    pub replicas: Vec<Replica>,
+    /// Login roles created on the primary.
+    pub roles: Vec<Role>,
+    /// Databases created on the primary.
+    pub databases: Vec<Database>,
+    /// Role the replicas stream as; its password is generated per checkout.
+    pub replication_role: String,
+    /// Runner used when no `--backend` flag or `DRR_BACKEND` is given.
+    pub backend: Backend,
+}
+
+/// A Postgres server of the stack.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Node {
+    /// Node name: compose service name, replication slot name, log file name.
+    pub name: String,
+    /// Port on the listen address (and inside the container).
+    pub port: u16,
+    /// Extra `postgresql.conf` settings, appended after drr's own.
+    pub settings: Settings,
+}
+
+/// A node with its part in the stack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Member<'a> {
+    /// The read-write node.
+    Primary(&'a Node),
+    /// A streaming replica.
+    Replica(&'a Replica),
+}
+
+impl<'a> Member<'a> {
+    /// The node's server settings.
+    pub fn node(self) -> &'a Node {
+        match self {
+            Member::Primary(node) => node,
+            Member::Replica(replica) => &replica.node,
+        }
+    }
+
+    /// `"primary"` or `"replica"`.
+    pub fn role_name(self) -> &'static str {
+        match self {
+            Member::Primary(_) => "primary",
+            Member::Replica(_) => "replica",
+        }
+    }
+}
+
+/// A streaming replica: a node plus how far behind the primary it stays.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Replica {
+    /// The replica's server.
+    pub node: Node,
+    /// `recovery_min_apply_delay`: how long after a commit on the primary it
+    /// becomes visible here.
+    pub delay: Duration,
+}
+
+/// A login role created on the primary (and so present on every replica).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Role {
+    /// Role name.
+    pub name: String,
+    /// Password, stored by Postgres as a scram-sha-256 verifier.
+    pub password: String,
+    /// Extra role attributes such as `CREATEDB`.
+    pub attributes: Vec<RoleAttribute>,
+}
+
+/// Role attributes a spec may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RoleAttribute {
+    /// May create databases (test harnesses need it).
+    CreateDb,
+    /// May create other roles.
+    CreateRole,
+    /// Bypasses row-level security.
+    BypassRls,
+    /// Superuser.
+    Superuser,
+}
+
+/// A database created on the primary.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Database {
+    /// Database name.
+    pub name: String,
+    /// Owning role; must be one of the spec's roles.
+    pub owner: String,
+}
+
+impl StackSpec {
+    /// An empty stack named `name` on Postgres `major`, with drr's defaults:
+    /// the official `postgres` image pinned to a minor version, listening on
+    /// 127.0.0.1, a primary called `primary` on 5432 and no replicas.
+    pub fn new(name: &str, major: u16) -> Self {
+        StackSpec {
+            name: name.to_owned(),
+            postgres_major: major,
+            image: default_image(major),
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            allow_privileged_ports: false,
+            primary: Node::new("primary", 5432),
+            replicas: Vec::new(),
+            roles: Vec::new(),
+            databases: Vec::new(),
+            replication_role: "drr_replicator".to_owned(),
+            backend: Backend::Native,
+        }
+    }
+
+    /// Replaces the primary.
+    pub fn primary(mut self, node: Node) -> Self {
+        self.primary = node;
+        self
+    }
+
+    /// Adds a replica (one line per replica).
+    pub fn replica(mut self, replica: Replica) -> Self {
+        self.replicas.push(replica);
+        self
+    }
+
+    /// Adds a login role.
+    pub fn role(mut self, role: Role) -> Self {
+        self.roles.push(role);
+        self
+    }
+
+    /// Adds a database owned by `owner`.
+    pub fn database(mut self, name: &str, owner: &str) -> Self {
+        self.databases.push(Database {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+        });
+        self
+    }
+
+    /// Sets the compose image.
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = image.to_owned();
+        self
+    }
+
+    /// Sets the listen address.
+    pub fn listen(mut self, address: impl Into<IpAddr>) -> Self {
+        self.listen = address.into();
+        self
+    }
+
+    /// Allows host ports below 1024.
+    pub fn allow_privileged_ports(mut self) -> Self {
+        self.allow_privileged_ports = true;
+        self
+    }
+
+    /// Sets the default backend.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Every node, primary first, then the replicas in spec order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        std::iter::once(&self.primary).chain(self.replicas.iter().map(|r| &r.node))
+    }
+
+    /// Every node with its part in the stack, primary first.
+    pub fn members(&self) -> impl Iterator<Item = Member<'_>> {
+        std::iter::once(Member::Primary(&self.primary))
+            .chain(self.replicas.iter().map(Member::Replica))
+    }
+
+    /// The node called `name`.
+    pub fn member(&self, name: &str) -> Option<Member<'_>> {
+        self.members().find(|m| m.node().name == name)
+    }
+
+    /// The replica called `name`.
+    pub fn find_replica(&self, name: &str) -> Option<&Replica> {
+        self.replicas.iter().find(|r| r.node.name == name)
+    }
+
+    /// The role applications log in as: the owner of the first database, or
+    /// else the first role.
+    pub fn login(&self) -> Option<(&Role, Option<&Database>)> {
+        let database = self.databases.first();
+        let owner = database.map(|d| d.owner.as_str());
+        let role = match owner {
+            Some(owner) => self.roles.iter().find(|r| r.name == owner),
+            None => self.roles.first(),
+        }?;
+        Some((role, database))
+    }
+}
+
+impl Node {
+    /// A node with no extra settings.
+    pub fn new(name: &str, port: u16) -> Self {
+        Node {
+            name: name.to_owned(),
+            port,
+            settings: Settings::new(),
+        }
+    }
+
+    /// Adds a `postgresql.conf` setting.
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.settings.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+impl Replica {
+    /// A replica with no delay.
+    pub fn new(name: &str, port: u16) -> Self {
+        Replica {
+            node: Node::new(name, port),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Sets the replication delay.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Adds a `postgresql.conf` setting.
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.node = self.node.setting(key, value);
+        self
+    }
+}
+
+impl Role {
+    /// A login role with a password.
+    pub fn login(name: &str, password: &str) -> Self {
+        Role {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Grants `CREATEDB`.
+    pub fn createdb(self) -> Self {
+        self.attribute(RoleAttribute::CreateDb)
+    }
+
+    /// Grants any attribute.
+    pub fn attribute(mut self, attribute: RoleAttribute) -> Self {
+        if !self.attributes.contains(&attribute) {
+            self.attributes.push(attribute);
+            self.attributes.sort();
+        }
+        self
+    }
+}
+
+impl RoleAttribute {
+    /// The SQL keyword, as in `CREATE ROLE ... CREATEDB`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RoleAttribute::CreateDb => "CREATEDB",
+            RoleAttribute::CreateRole => "CREATEROLE",
+            RoleAttribute::BypassRls => "BYPASSRLS",
+            RoleAttribute::Superuser => "SUPERUSER",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Native => "native",
+            Backend::Compose => "compose",
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "native" => Ok(Backend::Native),
+            "compose" => Ok(Backend::Compose),
+            other => Err(format!(
+                "unknown backend `{other}`; use `native` (local processes) or `compose` (docker compose)"
+            )),
+        }
+    }
+}
+
+/// The official image for `major`, pinned to a minor release so that two
+/// machines never run different servers from the same spec.
+pub fn default_image(major: u16) -> String {
+    let minor = match major {
+        15 => "15.15",
+        16 => "16.11",
+        17 => "17.7",
+        18 => "18.1",
+        _ => return format!("postgres:{major}"),
+    };
+    format!("postgres:{minor}-bookworm")
+}
+
+/// The spec this project started from: the original Django tool's stack.
+///
+/// Primary `primary` on 5432, replica `replica1` on 5433 with a 3000 ms
+/// delay, login role `drr_user` / `pass` with `CREATEDB`, database `drr`.
+pub fn default_spec() -> StackSpec {
+    StackSpec::new("drr", 15)
+        .primary(Node::new("primary", 5432))
+        .replica(Replica::new("replica1", 5433).delay(Duration::from_millis(3000)))
+        .role(Role::login("drr_user", "pass").createdb())
+        .database("drr", "drr_user")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! Every rule a spec must satisfy, checked at once, each broken rule reported
+//! with the field it concerns and how to fix it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::{MAX_DELAY, SUPPORTED_MAJORS, StackSpec};
+
+/// Settings drr manages itself; a spec that sets them would fight the runner.
+const MANAGED_SETTINGS: &[(&str, &str)] = &[
+    ("port", "set the node's port in the spec instead"),
+    ("listen_addresses", "set the spec's listen address instead"),
+    (
+        "recovery_min_apply_delay",
+        "set the replica's delay in the spec, or use `cargo xtask delay`",
+    ),
+    (
+        "primary_conninfo",
+        "drr writes it when it creates the replica",
+    ),
+    (
+        "primary_slot_name",
+        "drr names each replica's slot after the replica",
+    ),
+    ("hba_file", "drr generates pg_hba.conf from the spec"),
+    ("config_file", "drr generates postgresql.conf from the spec"),
+    ("data_directory", "drr owns the data directory"),
+    (
+        "unix_socket_directories",
+        "drr talks to every node over TCP",
+    ),
+];
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the spec, e.g. `replicas[0].port`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to change.
+    pub fix: String,
+}
+
+/// A spec that breaks one or more rules; `Display` lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    problems: Vec<Problem>,
+}
+
+impl SpecError {
+    /// The broken rules, in spec order.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the stack spec is invalid:")?;
+        for p in &self.problems {
+            write!(f, "\n  - {}: {}; {}", p.field, p.message, p.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl StackSpec {
+    /// Checks every rule; `Err` lists all broken ones.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut v = Validator::default();
+        v.spec(self);
+        if v.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError {
+                problems: v.problems,
+            })
+        }
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn report(
+        &mut self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    fn spec(&mut self, spec: &StackSpec) {
+        if !SUPPORTED_MAJORS.contains(&spec.postgres_major) {
+            self.report(
+                "postgres_major",
+                format!(
+                    "Postgres {} is not a version drr knows",
+                    spec.postgres_major
+                ),
+                format!(
+                    "use one of {}..={}",
+                    SUPPORTED_MAJORS.start(),
+                    SUPPORTED_MAJORS.end()
+                ),
+            );
+        }
+        if !is_project_name(&spec.name) {
+            self.report(
+                "name",
+                format!("`{}` is not a valid stack name", spec.name),
+                "use lowercase letters, digits, `-` and `_`, starting with a letter",
+            );
+        }
+        if spec.image.trim().is_empty() || spec.image.chars().any(char::is_whitespace) {
+            self.report(
+                "image",
+                format!("`{}` is not an image reference", spec.image),
+                "use a reference such as `postgres:15.15-bookworm` or `drr/postgres:15`",
+            );
+        }
+        self.names(spec);
+        self.ports(spec);
+        self.settings(spec);
+        self.delays(spec);
+        self.roles(spec);
+        self.databases(spec);
+    }
+
+    fn names(&mut self, spec: &StackSpec) {
+        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+        let nodes = std::iter::once(("primary.name".to_owned(), &spec.primary)).chain(
+            spec.replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("replicas[{i}].name"), &r.node)),
+        );
+        for (field, node) in nodes {
+            self.identifier(&field, &node.name, "node");
+            if let Some(first) = seen.insert(&node.name, field.clone()) {
+                self.report(
+                    field,
+                    format!("node name `{}` is already used by {first}", node.name),
+                    "give every node its own name",
+                );
+            }
+        }
+        self.identifier("replication_role", &spec.replication_role, "role");
+    }
+
+    fn identifier(&mut self, field: &str, name: &str, what: &str) {
+        if !is_identifier(name) {
+            self.report(
+                field,
+                format!("`{name}` is not a valid {what} name"),
+                "use 1 to 63 lowercase letters, digits and `_`, starting with a letter \
+                 (a name that is both a compose service name and a plain Postgres identifier)",
+            );
+        } else if name.starts_with("pg_") {
+            self.report(
+                field,
+                format!("`{name}` starts with `pg_`, which Postgres reserves"),
+                "choose a name without the `pg_` prefix",
+            );
+        }
+    }
+
+    fn ports(&mut self, spec: &StackSpec) {
+        let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+        let fields = std::iter::once("primary.port".to_owned())
+            .chain((0..spec.replicas.len()).map(|i| format!("replicas[{i}].port")));
+        for (field, node) in fields.zip(spec.nodes()) {
+            if node.port == 0 {
+                self.report(
+                    field,
+                    "port 0 is not a fixed port",
+                    "choose a port from 1024 to 65535",
+                );
+                continue;
+            }
+            if node.port < 1024 && !spec.allow_privileged_ports {
+                self.report(
+                    &field,
+                    format!("port {} is privileged (below 1024)", node.port),
+                    "choose a port from 1024 to 65535, or call `.allow_privileged_ports()` on the spec",
+                );
+            }
+            if let Some(first) = seen.insert(node.port, &node.name) {
+                self.report(
+                    field,
+                    format!("port {} is already used by node `{first}`", node.port),
+                    "give every node its own port",
+                );
+            }
+        }
+    }
+
+    fn settings(&mut self, spec: &StackSpec) {
+        for node in spec.nodes() {
+            for (key, value) in &node.settings {
+                let field = format!("{}.settings.{key}", node.name);
+                if let Some((_, fix)) = MANAGED_SETTINGS.iter().find(|(k, _)| k == key) {
+                    self.report(field, format!("`{key}` is managed by drr"), *fix);
+                } else if !is_setting_name(key) {
+                    self.report(
+                        field,
+                        format!("`{key}` is not a setting name"),
+                        "use the name as `SHOW` prints it, e.g. `work_mem`",
+                    );
+                } else if value.contains(['\n', '\r', '\0']) {
+                    self.report(field, "the value spans lines", "put the value on one line");
+                }
+            }
+        }
+    }
+
+    fn delays(&mut self, spec: &StackSpec) {
+        for (i, replica) in spec.replicas.iter().enumerate() {
+            if replica.delay > MAX_DELAY {
+                self.report(
+                    format!("replicas[{i}].delay"),
+                    format!(
+                        "{} ms is longer than the 24 h maximum",
+                        replica.delay.as_millis()
+                    ),
+                    "use a delay from 0 to 24 h; use `cargo xtask pause` for an unbounded lag",
+                );
+            }
+        }
+    }
+
+    fn roles(&mut self, spec: &StackSpec) {
+        let mut seen = BTreeMap::new();
+        for (i, role) in spec.roles.iter().enumerate() {
+            let field = format!("roles[{i}].name");
+            self.identifier(&field, &role.name, "role");
+            if role.name == "postgres" || role.name == spec.replication_role {
+                self.report(
+                    &field,
+                    format!("role `{}` is reserved by drr", role.name),
+                    "choose another name: drr creates `postgres` and the replication role itself",
+                );
+            }
+            if seen.insert(role.name.as_str(), i).is_some() {
+                self.report(
+                    &field,
+                    format!("role `{}` is declared twice", role.name),
+                    "declare each role once",
+                );
+            }
+            if role.password.is_empty() {
+                self.report(
+                    format!("roles[{i}].password"),
+                    "the password is empty",
+                    "give the role a password: drr requires password logins over TCP",
+                );
+            }
+        }
+    }
+
+    fn databases(&mut self, spec: &StackSpec) {
+        let mut seen = BTreeMap::new();
+        for (i, db) in spec.databases.iter().enumerate() {
+            let field = format!("databases[{i}].name");
+            self.identifier(&field, &db.name, "database");
+            if matches!(db.name.as_str(), "postgres" | "template0" | "template1") {
+                self.report(
+                    &field,
+                    format!("database `{}` already exists in every cluster", db.name),
+                    "choose another name",
+                );
+            }
+            if seen.insert(db.name.as_str(), i).is_some() {
+                self.report(
+                    &field,
+                    format!("database `{}` is declared twice", db.name),
+                    "declare each database once",
+                );
+            }
+            if !spec.roles.iter().any(|r| r.name == db.owner) {
+                self.report(
+                    format!("databases[{i}].owner"),
+                    format!("owner `{}` is not a declared role", db.owner),
+                    format!(
+                        "add `.role(Role::login(\"{}\", \"...\"))` to the spec or name a declared role",
+                        db.owner
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A compose service name that is also a plain, unquoted Postgres identifier.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A compose project name.
+fn is_project_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_setting_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+}
