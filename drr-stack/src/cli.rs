@@ -2,12 +2,15 @@
 //! each documented; `main` parses, dispatches and turns errors into a
 //! non-zero exit with a message.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::native::Native;
+use crate::progress::Progress;
 use crate::project::Project;
 use crate::spec::{Backend, StackSpec};
 
@@ -163,10 +166,47 @@ pub fn main(spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode {
 fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
     let project = Project::new(spec, root)?;
     let _backend = cli.backend.unwrap_or(project.spec().backend);
+    let mut progress = Progress::new(cli.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Gen { check } => crate::codegen::run(&project, check),
+        Command::Up => {
+            let native = Native::open(&project)?;
+            runtime.block_on(native.up(&mut progress))?;
+            progress.done("stack is up");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down => {
+            Native::open(&project)?.down(&mut progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Destroy { yes } => {
+            let native = Native::open(&project)?;
+            if !yes
+                && std::io::stdin().is_terminal()
+                && !confirm(&format!(
+                    "delete {} and all the stack's data?",
+                    native.state().root().display()
+                ))?
+            {
+                anyhow::bail!("nothing deleted");
+            }
+            native.destroy(&mut progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => anyhow::bail!("`{other:?}` is not implemented yet"),
     }
+}
+
+/// Asks a yes/no question on the terminal.
+fn confirm(question: &str) -> Result<bool> {
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 #[cfg(test)]

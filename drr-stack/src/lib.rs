@@ -8,6 +8,10 @@
 
 pub mod cli;
 pub mod codegen;
+pub mod command;
+pub mod native;
+pub mod pg;
+pub mod progress;
 pub mod project;
 pub mod render;
 pub mod secrets;

@@ -8,6 +8,17 @@ use std::fmt::Write as _;
 use super::{PREAMBLE, sql};
 use crate::spec::{Member, StackSpec};
 
+/// `initdb` arguments both backends use: UTF-8 with the portable `C`
+/// locale, the `postgres` superuser, peer auth on the socket and
+/// scram-sha-256 on TCP. The superuser's password comes from `--pwfile`.
+pub const INITDB_ARGS: &[&str] = &[
+    "--username=postgres",
+    "--encoding=UTF8",
+    "--locale=C",
+    "--auth-local=peer",
+    "--auth-host=scram-sha-256",
+];
+
 /// Headroom of WAL senders and slots beyond one per replica, so that adding
 /// a replica or running `pg_basebackup` never needs a primary restart.
 const SENDER_HEADROOM: usize = 8;
@@ -41,6 +52,9 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     set("hot_standby", "on");
     set("hot_standby_feedback", "off");
     set("wal_receiver_status_interval", "1s");
+    // Replicas reconnect within 100 ms after the primary restarts, not 5 s.
+    set("wal_retrieve_retry_interval", "100ms");
+    set("cluster_name", &node.name);
     // A development stack: losing the last commits on an OS crash is an
     // acceptable price for fast commits and fast start-up.
     set("fsync", "off");

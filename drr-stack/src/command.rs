@@ -1,0 +1,139 @@
+//! Running external programs: always through `duct` with explicit
+//! arguments, and every failure names the command line and its stderr.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// A program with its arguments, run as a child process.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    dir: Option<std::path::PathBuf>,
+    identity: Option<crate::native::ServerUser>,
+}
+
+impl Command {
+    /// `program` with no arguments yet.
+    pub fn new(program: impl AsRef<Path>) -> Self {
+        Command {
+            program: program.as_ref().as_os_str().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            dir: None,
+            identity: None,
+        }
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs in `dir`.
+    pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Runs as the given unprivileged user (needed for Postgres when drr runs
+    /// as root), in a process group of its own so that Ctrl-C on the calling
+    /// terminal does not reach servers it starts.
+    pub fn as_user(mut self, user: Option<&crate::native::ServerUser>) -> Self {
+        self.identity = user.cloned();
+        self
+    }
+
+    /// The command line as a user would type it, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                let a = a.to_string_lossy();
+                if a.contains(' ') || a.is_empty() {
+                    format!("'{a}'")
+                } else {
+                    a.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut expr = duct::cmd(&self.program, &self.args);
+        for (k, v) in &self.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            expr = expr.dir(dir);
+        }
+        let identity = self.identity.clone();
+        expr.before_spawn(move |command| {
+            use std::os::unix::process::CommandExt as _;
+            command.process_group(0);
+            if let Some(user) = &identity {
+                command.uid(user.uid).gid(user.gid);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs to completion and returns stdout; a non-zero exit is an error
+    /// that quotes the command line and its stderr.
+    pub fn read(&self) -> Result<String> {
+        let output = self
+            .expression()
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run `{}`", self.display()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let detail = if stderr.trim().is_empty() {
+                stdout
+            } else {
+                stderr
+            };
+            anyhow::bail!(
+                "`{}` failed ({}):\n{}",
+                self.display(),
+                output.status,
+                detail.trim_end()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs with the terminal attached and returns the exit code.
+    pub fn interactive(&self) -> Result<i32> {
+        let mut expr = duct::cmd(&self.program, &self.args).unchecked();
+        for (k, v) in &self.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            expr = expr.dir(dir);
+        }
+        let output = expr
+            .run()
+            .with_context(|| format!("cannot run `{}`", self.display()))?;
+        Ok(output.status.code().unwrap_or(1))
+    }
+}

@@ -1,0 +1,160 @@
+//! Where a native stack keeps its state, and the lock that serialises
+//! commands on it.
+//!
+//! ```text
+//! <state>/lock                      held by up/down/destroy/delay/...
+//! <state>/nodes/<node>/data/        the node's data directory
+//! <state>/nodes/<node>/postgres.log the node's server log
+//! <cache>/template-<key>/           a pristine initdb output, copied by up
+//! ```
+//!
+//! The state directory is `$DRR_STATE_DIR`, else `<workspace>/target/drr/<stack>`.
+//! When drr runs as root and the server user cannot reach the workspace
+//! (a checkout under a private home directory), it is
+//! `/var/tmp/drr-<hash of the workspace path>/<stack>` instead.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::user::{ServerUser, give};
+use crate::project::Project;
+
+/// Overrides the state directory of the stack.
+pub const STATE_DIR_ENV: &str = "DRR_STATE_DIR";
+/// Overrides the directory of cached initdb templates.
+pub const CACHE_DIR_ENV: &str = "DRR_CACHE_DIR";
+
+/// The state and cache directories of one stack.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+    cache: PathBuf,
+}
+
+impl StateDir {
+    /// Resolves (but does not create) the directories for `project`.
+    pub fn resolve(project: &Project, user: Option<&ServerUser>) -> Result<StateDir> {
+        let preferred = project.root().join("target").join("drr");
+        let home = match user {
+            Some(user) if !user.can_reach(&preferred.join("x")) => {
+                let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
+                let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+                PathBuf::from(format!("/var/tmp/drr-{tag}"))
+            }
+            _ => preferred,
+        };
+        let root = env_path(STATE_DIR_ENV).unwrap_or_else(|| home.join(&project.spec().name));
+        let cache = env_path(CACHE_DIR_ENV).unwrap_or_else(|| home.join("cache"));
+        if let Some(user) = user {
+            for dir in [&root, &cache] {
+                if !user.can_reach(&dir.join("x")) {
+                    anyhow::bail!(
+                        "user `{}` (who runs the servers, since Postgres refuses root) cannot reach {}; \
+                         point {STATE_DIR_ENV} / {CACHE_DIR_ENV} at a directory it can reach, e.g. under /var/tmp",
+                        user.name,
+                        dir.display()
+                    );
+                }
+            }
+        }
+        Ok(StateDir { root, cache })
+    }
+
+    /// The stack's state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The template cache.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    /// Directory of one node: its data directory and log.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.root.join("nodes").join(node)
+    }
+
+    /// A node's data directory.
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("data")
+    }
+
+    /// A node's server log.
+    pub fn log_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("postgres.log")
+    }
+
+    /// Names of the nodes that have a directory, in name order.
+    pub fn existing_nodes(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("nodes");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            if entry.path().is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Takes the stack's lock, waiting for a concurrent command to finish.
+    pub fn lock(&self) -> Result<StateLock> {
+        mkdir(&self.root, None)?;
+        let path = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let file = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            Ok(lock) => return Ok(StateLock { _lock: lock }),
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
+            Err((_, e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        };
+        eprintln!(
+            "waiting for another drr command on {} to finish...",
+            self.root.display()
+        );
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(|lock| StateLock { _lock: lock })
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("cannot lock {}", path.display()))
+    }
+}
+
+/// Held while a command changes the stack; released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Creates `dir` (0700 for a new leaf) and hands it to the server user.
+pub fn mkdir(dir: &Path, user: Option<&ServerUser>) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    give(user, dir)
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}

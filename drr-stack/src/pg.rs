@@ -1,0 +1,178 @@
+//! Talking to the stack's nodes over TCP with tokio-postgres: the same code
+//! serves both backends, since compose publishes every node on its spec port.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, NoTls};
+
+use crate::secrets::Secrets;
+use crate::spec::{Node, StackSpec};
+
+/// Where a node answers: the spec's listen address (loopback when it
+/// listens on every address) and the node's port.
+pub fn host(spec: &StackSpec) -> IpAddr {
+    match spec.listen {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
+/// Credentials for one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// Role name.
+    pub user: &'a str,
+    /// Password.
+    pub password: &'a str,
+    /// Database name.
+    pub database: &'a str,
+}
+
+impl<'a> Login<'a> {
+    /// The `postgres` superuser on the `postgres` database.
+    pub fn admin(secrets: &'a Secrets) -> Self {
+        Login {
+            user: "postgres",
+            password: &secrets.superuser_password,
+            database: "postgres",
+        }
+    }
+}
+
+/// Connects once; the connection's task runs on the current runtime.
+pub async fn connect(spec: &StackSpec, node: &Node, login: Login<'_>) -> Result<Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host(spec).to_string())
+        .port(node.port)
+        .user(login.user)
+        .password(login.password)
+        .dbname(login.database)
+        .application_name("drr")
+        .connect_timeout(Duration::from_secs(5));
+    let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        format!(
+            "cannot connect to node `{}` on {}:{} as `{}`",
+            node.name,
+            host(spec),
+            node.port,
+            login.user
+        )
+    })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Connects, retrying until `timeout`: for servers that are starting.
+pub async fn connect_retrying(
+    spec: &StackSpec,
+    node: &Node,
+    login: Login<'_>,
+    timeout: Duration,
+    mut still_starting: impl FnMut() -> Result<()>,
+) -> Result<Client> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match connect(spec, node, login).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!(
+                    "node `{}` did not accept logins within {timeout:?}",
+                    node.name
+                )));
+            }
+            Err(_) => {
+                still_starting()?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// A replica's replay state as seen on the replica itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayState {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// `pg_get_wal_replay_pause_state()`: `not paused`, `pause requested`, `paused`.
+    pub pause_state: String,
+    /// Current `recovery_min_apply_delay` in milliseconds.
+    pub delay_ms: u64,
+    /// `pg_last_wal_replay_lsn()` as text.
+    pub replay_lsn: Option<String>,
+}
+
+/// Reads a replica's replay state.
+pub async fn replay_state(client: &Client) -> Result<ReplayState> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), \
+                    CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'not paused' END, \
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'), \
+                    pg_last_wal_replay_lsn()::text",
+            &[],
+        )
+        .await
+        .context("cannot read the replay state")?;
+    Ok(ReplayState {
+        in_recovery: row.get(0),
+        pause_state: row.get(1),
+        delay_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+        replay_lsn: row.get(3),
+    })
+}
+
+/// One row of the primary's view of its replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streaming {
+    /// Replication slot (named after the replica).
+    pub slot: String,
+    /// Whether a walsender streams to it right now.
+    pub streaming: bool,
+    /// Bytes between the primary's current WAL position and the replica's replay position.
+    pub replay_lag_bytes: Option<i64>,
+    /// `pg_stat_replication.replay_lag` in milliseconds (NULL when idle: 0).
+    pub replay_lag_ms: Option<f64>,
+}
+
+/// The primary's view of every replication slot.
+pub async fn streaming(primary: &Client) -> Result<Vec<Streaming>> {
+    let rows = primary
+        .query(
+            "SELECT s.slot_name::text, coalesce(r.state = 'streaming', false), \
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint, \
+                    extract(epoch FROM r.replay_lag)::float8 * 1000 \
+             FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid \
+             WHERE s.slot_type = 'physical' ORDER BY 1",
+            &[],
+        )
+        .await
+        .context("cannot read pg_stat_replication on the primary")?;
+    Ok(rows
+        .iter()
+        .map(|row| Streaming {
+            slot: row.get(0),
+            streaming: row.get(1),
+            replay_lag_bytes: row.get(2),
+            replay_lag_ms: row.get(3),
+        })
+        .collect())
+}
+
+/// Drops replication slot `name` on the primary if it exists and is idle.
+pub async fn drop_slot(primary: &Client, name: &str) -> Result<()> {
+    primary
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND NOT active",
+            &[&name],
+        )
+        .await
+        .with_context(|| format!("cannot drop replication slot `{name}` on the primary"))?;
+    Ok(())
+}
