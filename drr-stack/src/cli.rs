@@ -6,13 +6,17 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::native::Native;
+use crate::lag::{self, DelayChange};
+use crate::native::{Binaries, Native};
+use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
+use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
+use crate::{env, status};
 
 /// Stack commands for a PostgreSQL primary with delayed streaming replicas.
 ///
@@ -99,6 +103,7 @@ enum Command {
     /// Without VALUE, prints each replica's current and configured delay.
     Delay {
         /// The new delay.
+        #[arg(allow_negative_numbers = true, allow_hyphen_values = true)]
         value: Option<String>,
         /// Return to the spec's delay.
         #[arg(long, conflicts_with = "value")]
@@ -165,40 +170,173 @@ pub fn main(spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode {
 
 fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
     let project = Project::new(spec, root)?;
-    let _backend = cli.backend.unwrap_or(project.spec().backend);
+    let backend = cli.backend.unwrap_or(project.spec().backend);
     let mut progress = Progress::new(cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let spec = project.spec();
+    let secrets = || Secrets::load_or_create(&project.secrets_dir());
+    let native = || -> Result<Native<'_>> {
+        anyhow::ensure!(
+            backend == Backend::Native,
+            "the {backend} backend cannot run this command yet; use `--backend native`"
+        );
+        Native::open(&project)
+    };
     match cli.command {
-        Command::Gen { check } => crate::codegen::run(&project, check),
+        Command::Gen { check } => return crate::codegen::run(&project, check),
         Command::Up => {
-            let native = Native::open(&project)?;
-            runtime.block_on(native.up(&mut progress))?;
+            runtime.block_on(native()?.up(&mut progress))?;
             progress.done("stack is up");
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Down => {
-            Native::open(&project)?.down(&mut progress)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Down => native()?.down(&mut progress)?,
         Command::Destroy { yes } => {
-            let native = Native::open(&project)?;
-            if !yes
-                && std::io::stdin().is_terminal()
-                && !confirm(&format!(
-                    "delete {} and all the stack's data?",
-                    native.state().root().display()
-                ))?
-            {
+            let native = native()?;
+            let question = format!(
+                "delete {} and all the stack's data?",
+                native.state().root().display()
+            );
+            if !yes && std::io::stdin().is_terminal() && !confirm(&question)? {
                 anyhow::bail!("nothing deleted");
             }
             native.destroy(&mut progress)?;
-            Ok(ExitCode::SUCCESS)
         }
+        Command::Status { json } => {
+            let pids = native().map(|n| n.pids()).unwrap_or_default();
+            let nodes = runtime.block_on(status::gather(spec, &secrets()?, &pids));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+            } else {
+                print!("{}", status::table(&nodes));
+            }
+            if let Some(down) = nodes.iter().find(|n| !n.is_up()) {
+                if !json {
+                    eprintln!(
+                        "node `{}` is down; start the stack with `cargo xtask up`",
+                        down.node
+                    );
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Env { admin } => {
+            let secrets = if admin { Some(secrets()?) } else { None };
+            print!("{}", env::exports(&env::vars(spec, secrets.as_ref())));
+        }
+        Command::Psql { node, args } => {
+            let node = match &node {
+                Some(name) => spec
+                    .nodes()
+                    .find(|n| &n.name == name)
+                    .with_context(|| unknown_node(spec, name))?,
+                None => &spec.primary,
+            };
+            let (role, db) = spec
+                .login()
+                .context("the spec declares no login role; add one with `.role(...)`")?;
+            let psql = Binaries::find(spec.postgres_major)
+                .map_or_else(|_| "psql".into(), |b| b.path("psql"));
+            let code = crate::command::Command::new(psql)
+                .args([
+                    "-h".to_owned(),
+                    pg::host(spec).to_string(),
+                    "-p".to_owned(),
+                    node.port.to_string(),
+                ])
+                .args([
+                    "-U",
+                    &role.name,
+                    "-d",
+                    db.map_or("postgres", |d| d.name.as_str()),
+                ])
+                .args(args)
+                .env("PGPASSWORD", &role.password)
+                .interactive()?;
+            return Ok(exit_code(code));
+        }
+        Command::Logs { node, follow } => {
+            let native = native()?;
+            let names: Vec<&str> = match &node {
+                Some(name) => {
+                    spec.nodes()
+                        .find(|n| &n.name == name)
+                        .with_context(|| unknown_node(spec, name))?;
+                    vec![name.as_str()]
+                }
+                None => spec.nodes().map(|n| n.name.as_str()).collect(),
+            };
+            let files: Vec<_> = names
+                .iter()
+                .map(|n| native.log_file(n))
+                .filter(|f| f.exists())
+                .collect();
+            anyhow::ensure!(
+                !files.is_empty(),
+                "no logs yet; start the stack with `cargo xtask up`"
+            );
+            let follow_flag = if follow { "-F" } else { "-q" };
+            let code = crate::command::Command::new("tail")
+                .args(["-n", "200", follow_flag])
+                .args(files)
+                .interactive()?;
+            return Ok(exit_code(code));
+        }
+        Command::Delay {
+            value,
+            reset,
+            replicas,
+        } => {
+            let change = match (value, reset) {
+                (Some(v), _) => DelayChange::Set(lag::parse_delay(&v)?),
+                (None, true) => DelayChange::Reset,
+                (None, false) => DelayChange::Show,
+            };
+            let targets = lag::select(spec, &replicas.names)?;
+            for state in runtime.block_on(lag::delay(spec, &secrets()?, &targets, change))? {
+                let note = if state.current_ms == state.spec_ms {
+                    "the spec's value".to_owned()
+                } else {
+                    format!(
+                        "spec: {} ms; `cargo xtask delay --reset` returns to it",
+                        state.spec_ms
+                    )
+                };
+                println!("{}: {} ms ({note})", state.replica, state.current_ms);
+            }
+        }
+        Command::Pause { replicas } => pause(&runtime, spec, &secrets()?, &replicas, true)?,
+        Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
         other => anyhow::bail!("`{other:?}` is not implemented yet"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pause(
+    runtime: &tokio::runtime::Runtime,
+    spec: &StackSpec,
+    secrets: &Secrets,
+    replicas: &ReplicaArgs,
+    paused: bool,
+) -> Result<()> {
+    let targets = lag::select(spec, &replicas.names)?;
+    for (name, state) in runtime.block_on(lag::set_paused(spec, secrets, &targets, paused))? {
+        println!("{name}: replay {state}");
+    }
+    Ok(())
+}
+
+fn unknown_node(spec: &StackSpec, name: &str) -> String {
+    let known: Vec<&str> = spec.nodes().map(|n| n.name.as_str()).collect();
+    format!(
+        "there is no node `{name}`; the spec's nodes are: {}",
+        known.join(", ")
+    )
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Asks a yes/no question on the terminal.

@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod codegen;
 pub mod command;
+pub mod env;
+pub mod lag;
 pub mod native;
 pub mod pg;
 pub mod progress;
@@ -16,3 +18,4 @@ pub mod project;
 pub mod render;
 pub mod secrets;
 pub mod spec;
+pub mod status;

@@ -1,0 +1,127 @@
+//! The connection environment of a stack: the variables `cargo xtask env`
+//! prints and `cargo xtask test` exports, which drr-core reads.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::pg;
+use crate::secrets::Secrets;
+use crate::spec::{Node, StackSpec};
+
+/// Characters kept as they are in a URL's user and password.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A `postgres://` URL for `node`.
+pub fn url(spec: &StackSpec, node: &Node, user: &str, password: &str, database: &str) -> String {
+    let host = match pg::host(spec) {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        v4 => v4.to_string(),
+    };
+    format!(
+        "postgres://{}:{}@{host}:{}/{}",
+        utf8_percent_encode(user, USERINFO),
+        utf8_percent_encode(password, USERINFO),
+        node.port,
+        utf8_percent_encode(database, USERINFO)
+    )
+}
+
+/// The variables, in print order: `DRR_PRIMARY_URL`, `DRR_REPLICA_URLS`
+/// (comma-separated, spec order), `DATABASE_URL`, `DRR_REPLICA_NAMES`,
+/// `DRR_REPLICA_DELAYS_MS`, and with `admin` the superuser's
+/// `DRR_ADMIN_PRIMARY_URL` and `DRR_ADMIN_REPLICA_URLS`.
+///
+/// URLs log in as the spec's login role (see [`StackSpec::login`]).
+pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, String)> {
+    let mut vars = Vec::new();
+    if let Some((role, db)) = spec.login() {
+        let database = db.map_or("postgres", |d| d.name.as_str());
+        let login = |node: &Node| url(spec, node, &role.name, &role.password, database);
+        let primary = login(&spec.primary);
+        vars.push(("DRR_PRIMARY_URL", primary.clone()));
+        vars.push((
+            "DRR_REPLICA_URLS",
+            join(spec.replicas.iter().map(|r| login(&r.node))),
+        ));
+        vars.push(("DATABASE_URL", primary));
+    }
+    vars.push((
+        "DRR_REPLICA_NAMES",
+        join(spec.replicas.iter().map(|r| r.node.name.clone())),
+    ));
+    vars.push((
+        "DRR_REPLICA_DELAYS_MS",
+        join(
+            spec.replicas
+                .iter()
+                .map(|r| r.delay.as_millis().to_string()),
+        ),
+    ));
+    if let Some(secrets) = admin {
+        let admin = |node: &Node| {
+            url(
+                spec,
+                node,
+                "postgres",
+                &secrets.superuser_password,
+                "postgres",
+            )
+        };
+        vars.push(("DRR_ADMIN_PRIMARY_URL", admin(&spec.primary)));
+        vars.push((
+            "DRR_ADMIN_REPLICA_URLS",
+            join(spec.replicas.iter().map(|r| admin(&r.node))),
+        ));
+    }
+    vars
+}
+
+/// `export KEY='value'` lines for a POSIX shell.
+pub fn exports(vars: &[(&str, String)]) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''")))
+        .collect()
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Replica, Role, default_spec};
+
+    #[test]
+    fn default_spec_prints_the_original_urls() {
+        let text = exports(&vars(&default_spec(), None));
+        assert_eq!(
+            text,
+            "export DRR_PRIMARY_URL='postgres://drr_user:pass@127.0.0.1:5432/drr'\n\
+             export DRR_REPLICA_URLS='postgres://drr_user:pass@127.0.0.1:5433/drr'\n\
+             export DATABASE_URL='postgres://drr_user:pass@127.0.0.1:5432/drr'\n\
+             export DRR_REPLICA_NAMES='replica1'\n\
+             export DRR_REPLICA_DELAYS_MS='3000'\n"
+        );
+    }
+
+    #[test]
+    fn passwords_are_encoded_and_replicas_listed_in_order() {
+        let spec = default_spec()
+            .role(Role::login("other", "p@ss:w/rd'"))
+            .replica(Replica::new("replica2", 5434));
+        let mut spec = spec;
+        spec.databases[0].owner = "other".into();
+        let vars = vars(&spec, None);
+        assert_eq!(
+            vars[0].1,
+            "postgres://other:p%40ss%3Aw%2Frd%27@127.0.0.1:5432/drr"
+        );
+        assert_eq!(vars[1].1.matches(',').count(), 1);
+        assert!(exports(&vars).contains("w%2Frd%27@"));
+        assert_eq!(vars[3].1, "replica1,replica2");
+    }
+}

@@ -1,0 +1,251 @@
+//! Live lag control: `delay`, `pause` and `resume`, over TCP on each replica.
+//!
+//! The delay is Postgres's `recovery_min_apply_delay`: a replica replays a
+//! commit record only once `commit time on the primary + delay` has passed
+//! on its clock. WAL still streams at once and non-commit records replay at
+//! once, but stay invisible under MVCC until their commit is applied — so
+//! the delay holds back exactly the *visibility* of committed transactions,
+//! DDL such as `CREATE DATABASE` included. Aborts are not delayed.
+//!
+//! `delay` writes the value with `ALTER SYSTEM` (into the replica's
+//! `postgresql.auto.conf`, so it survives `down`/`up`) and reloads; a lowered
+//! delay releases commits already waiting. `--reset` removes the override,
+//! returning to the spec's value. Every target is validated and connected
+//! before the first one changes, so bad input changes no replica.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_postgres::Client;
+
+use crate::pg::{self, Login};
+use crate::secrets::Secrets;
+use crate::spec::{MAX_DELAY, Replica, StackSpec};
+
+/// Parses a delay: bare milliseconds (`5000`) or a duration (`250ms`, `5s`, `1m`).
+pub fn parse_delay(value: &str) -> Result<Duration> {
+    let value = value.trim();
+    let parsed = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        humantime::parse_duration(value).ok()
+    };
+    let Some(delay) = parsed else {
+        anyhow::bail!(
+            "`{value}` is not a delay; give milliseconds (`5000`) or a duration (`250ms`, `5s`, `1m`)"
+        );
+    };
+    anyhow::ensure!(
+        delay <= MAX_DELAY,
+        "a delay of `{value}` is above the 24 h maximum; use `cargo xtask pause` for an unbounded lag"
+    );
+    anyhow::ensure!(
+        delay.subsec_nanos() % 1_000_000 == 0,
+        "`{value}` is finer than a millisecond, the unit of recovery_min_apply_delay; round it to whole milliseconds"
+    );
+    Ok(delay)
+}
+
+/// The replicas named on the command line (all when none are), or an error
+/// listing the names that exist.
+pub fn select<'s>(spec: &'s StackSpec, names: &[String]) -> Result<Vec<&'s Replica>> {
+    if spec.replicas.is_empty() {
+        anyhow::bail!(
+            "the spec declares no replicas; add one to the spec, run `cargo xtask up`, then retry"
+        );
+    }
+    if names.is_empty() {
+        return Ok(spec.replicas.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            spec.find_replica(name).with_context(|| {
+                let known: Vec<&str> = spec.replicas.iter().map(|r| r.node.name.as_str()).collect();
+                format!(
+                    "there is no replica `{name}`; the spec's replicas are: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Connects to every replica first, so that an unreachable one fails the
+/// command before anything changes.
+async fn connect_all<'s>(
+    spec: &StackSpec,
+    replicas: &[&'s Replica],
+    secrets: &Secrets,
+) -> Result<Vec<(&'s Replica, Client)>> {
+    let mut clients = Vec::new();
+    for replica in replicas {
+        let client = pg::connect(spec, &replica.node, Login::admin(secrets))
+            .await
+            .context("is the stack running? start it with `cargo xtask up`")?;
+        clients.push((*replica, client));
+    }
+    Ok(clients)
+}
+
+/// A replica's delay: what runs now and what the spec says.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DelayState {
+    /// Replica name.
+    pub replica: String,
+    /// `recovery_min_apply_delay` in effect, in milliseconds.
+    pub current_ms: u64,
+    /// The spec's delay, in milliseconds.
+    pub spec_ms: u64,
+}
+
+/// What `delay` should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayChange {
+    /// Only report.
+    Show,
+    /// Set this delay.
+    Set(Duration),
+    /// Return to the spec's value.
+    Reset,
+}
+
+/// Shows or changes the delay of `replicas`; returns the resulting states.
+pub async fn delay(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    replicas: &[&Replica],
+    change: DelayChange,
+) -> Result<Vec<DelayState>> {
+    let clients = connect_all(spec, replicas, secrets).await?;
+    let mut states = Vec::new();
+    for (replica, client) in &clients {
+        let statement = match change {
+            DelayChange::Show => None,
+            // The value is a validated integer: no injection possible, and
+            // ALTER SYSTEM cannot take a bind parameter.
+            DelayChange::Set(d) => Some(format!(
+                "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
+                d.as_millis()
+            )),
+            DelayChange::Reset => Some("ALTER SYSTEM RESET recovery_min_apply_delay".to_owned()),
+        };
+        if let Some(statement) = statement {
+            // Two round trips: ALTER SYSTEM refuses to run in the implicit
+            // transaction of a multi-statement query.
+            client
+                .batch_execute(&statement)
+                .await
+                .and(client.batch_execute("SELECT pg_reload_conf()").await)
+                .with_context(|| format!("cannot change the delay of `{}`", replica.node.name))?;
+        }
+        let want = match change {
+            DelayChange::Show => None,
+            DelayChange::Set(d) => Some(d.as_millis() as u64),
+            DelayChange::Reset => Some(replica.delay.as_millis() as u64),
+        };
+        let current_ms = wait_for_delay(client, want).await?;
+        states.push(DelayState {
+            replica: replica.node.name.clone(),
+            current_ms,
+            spec_ms: replica.delay.as_millis() as u64,
+        });
+    }
+    Ok(states)
+}
+
+/// Waits until the (asynchronous) reload shows `want`; returns the value in effect.
+async fn wait_for_delay(client: &Client, want: Option<u64>) -> Result<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let current = pg::replay_state(client).await?.delay_ms;
+        if want.is_none_or(|w| w == current) || std::time::Instant::now() > deadline {
+            return Ok(current);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Pauses (`true`) or resumes WAL replay; returns each replica's pause state.
+pub async fn set_paused(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    replicas: &[&Replica],
+    paused: bool,
+) -> Result<Vec<(String, String)>> {
+    let clients = connect_all(spec, replicas, secrets).await?;
+    let call = if paused {
+        "SELECT pg_wal_replay_pause()"
+    } else {
+        "SELECT pg_wal_replay_resume()"
+    };
+    let mut states = Vec::new();
+    for (replica, client) in &clients {
+        client.execute(call, &[]).await.with_context(|| {
+            format!(
+                "cannot {} replay on `{}`",
+                if paused { "pause" } else { "resume" },
+                replica.node.name
+            )
+        })?;
+        states.push((
+            replica.node.name.clone(),
+            pg::replay_state(client).await?.pause_state,
+        ));
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::default_spec;
+
+    #[test]
+    fn bare_numbers_are_milliseconds_and_durations_parse() {
+        assert_eq!(parse_delay("5000").unwrap(), Duration::from_millis(5000));
+        assert_eq!(parse_delay("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_delay("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_delay("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_delay("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_delay("24h").unwrap(), MAX_DELAY);
+    }
+
+    #[test]
+    fn bad_delays_name_the_fix() {
+        for bad in [
+            "abc",
+            "-5",
+            "1e99",
+            "",
+            "5 parsecs",
+            "99999999999999999999999",
+        ] {
+            let err = parse_delay(bad).unwrap_err().to_string();
+            assert!(err.contains("milliseconds"), "{bad}: {err}");
+        }
+        assert!(
+            parse_delay("25h")
+                .unwrap_err()
+                .to_string()
+                .contains("24 h maximum")
+        );
+        assert!(
+            parse_delay("1500us")
+                .unwrap_err()
+                .to_string()
+                .contains("whole milliseconds")
+        );
+    }
+
+    #[test]
+    fn unknown_replica_lists_the_known_ones() {
+        let spec = default_spec();
+        assert_eq!(select(&spec, &[]).unwrap().len(), 1);
+        let err = select(&spec, &["replica9".into()]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "there is no replica `replica9`; the spec's replicas are: replica1"
+        );
+    }
+}

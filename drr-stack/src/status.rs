@@ -1,0 +1,190 @@
+//! `cargo xtask status`: each node's role, process, delay, lag and pause
+//! state, gathered over TCP (so it serves both backends).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::pg::{self, Login};
+use crate::secrets::Secrets;
+use crate::spec::{Member, StackSpec};
+
+/// One node's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// `primary` or `replica`.
+    pub role: &'static str,
+    /// Port on the listen address.
+    pub port: u16,
+    /// Server process id (native) when it runs.
+    pub pid: Option<i32>,
+    /// `up` when it accepts logins, else `down`.
+    pub state: &'static str,
+    /// The spec's delay (replicas).
+    pub spec_delay_ms: Option<u64>,
+    /// The delay in effect (replicas that are up).
+    pub current_delay_ms: Option<u64>,
+    /// Whether the replica streams from its slot on the primary.
+    pub streaming: Option<bool>,
+    /// Replay lag in time, from the primary's `pg_stat_replication` (0 when idle).
+    pub replay_lag_ms: Option<f64>,
+    /// Replay lag in bytes of WAL.
+    pub replay_lag_bytes: Option<i64>,
+    /// `not paused`, `pause requested` or `paused`.
+    pub replay: Option<String>,
+}
+
+impl NodeStatus {
+    /// Whether the node accepts logins.
+    pub fn is_up(&self) -> bool {
+        self.state == "up"
+    }
+}
+
+/// Gathers every spec node's status; `pids` comes from the backend.
+pub async fn gather(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    pids: &BTreeMap<String, i32>,
+) -> Vec<NodeStatus> {
+    let admin = Login::admin(secrets);
+    let primary = pg::connect(spec, &spec.primary, admin).await.ok();
+    let slots = match &primary {
+        Some(client) => pg::streaming(client).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for member in spec.members() {
+        let node = member.node();
+        let mut status = NodeStatus {
+            node: node.name.clone(),
+            role: member.role_name(),
+            port: node.port,
+            pid: pids.get(&node.name).copied(),
+            state: "down",
+            spec_delay_ms: None,
+            current_delay_ms: None,
+            streaming: None,
+            replay_lag_ms: None,
+            replay_lag_bytes: None,
+            replay: None,
+        };
+        match member {
+            Member::Primary(_) => {
+                if primary.is_some() {
+                    status.state = "up";
+                }
+            }
+            Member::Replica(replica) => {
+                status.spec_delay_ms = Some(replica.delay.as_millis() as u64);
+                let slot = slots.iter().find(|s| s.slot == node.name);
+                status.streaming = Some(slot.is_some_and(|s| s.streaming));
+                status.replay_lag_bytes = slot.and_then(|s| s.replay_lag_bytes);
+                status.replay_lag_ms = slot
+                    .filter(|s| s.streaming)
+                    .map(|s| s.replay_lag_ms.unwrap_or(0.0));
+                if let Ok(client) = pg::connect(spec, node, admin).await {
+                    if let Ok(replay) = pg::replay_state(&client).await {
+                        status.state = "up";
+                        status.current_delay_ms = Some(replay.delay_ms);
+                        status.replay = Some(replay.pause_state);
+                    }
+                }
+            }
+        }
+        out.push(status);
+    }
+    out
+}
+
+/// A fixed-width table for people.
+pub fn table(nodes: &[NodeStatus]) -> String {
+    let header = [
+        "NODE",
+        "ROLE",
+        "PORT",
+        "PID",
+        "STATE",
+        "DELAY (SPEC)",
+        "LAG",
+        "LAG BYTES",
+        "REPLAY",
+    ];
+    let rows: Vec<[String; 9]> = nodes
+        .iter()
+        .map(|n| {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            let delay = match (n.current_delay_ms, n.spec_delay_ms) {
+                (Some(c), Some(s)) if c == s => format!("{c} ms"),
+                (Some(c), Some(s)) => format!("{c} ms ({s} ms)"),
+                (None, Some(s)) => format!("- ({s} ms)"),
+                _ => "-".to_owned(),
+            };
+            let replay = match (&n.replay, n.streaming) {
+                (Some(r), Some(false)) => format!("{r}, not streaming"),
+                (Some(r), _) => r.clone(),
+                (None, _) => "-".to_owned(),
+            };
+            [
+                n.node.clone(),
+                n.role.to_owned(),
+                n.port.to_string(),
+                opt(n.pid.map(|p| p.to_string())),
+                n.state.to_owned(),
+                delay,
+                opt(n.replay_lag_ms.map(|l| format!("{l:.0} ms"))),
+                opt(n.replay_lag_bytes.map(|b| b.to_string())),
+                replay,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", text.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_runtime_and_spec_delay() {
+        let replica = NodeStatus {
+            node: "replica1".into(),
+            role: "replica",
+            port: 5433,
+            pid: Some(42),
+            state: "up",
+            spec_delay_ms: Some(3000),
+            current_delay_ms: Some(5000),
+            streaming: Some(true),
+            replay_lag_ms: Some(0.0),
+            replay_lag_bytes: Some(0),
+            replay: Some("paused".into()),
+        };
+        let text = table(&[replica]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(
+            row.contains("5000 ms (3000 ms)") && row.ends_with("paused"),
+            "{text}"
+        );
+    }
+}
