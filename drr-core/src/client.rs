@@ -1,0 +1,186 @@
+//! Pooled connections handed to callers: a client on a known node, and
+//! transactions on top of one.
+
+use std::ops::Deref;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::error::{Error, Result};
+use crate::node::{Node, Role};
+use crate::router::{NodeId, Router};
+use crate::session::Session;
+
+/// A pooled connection to one node, returned to its pool on drop.
+///
+/// Dereferences to [`tokio_postgres::Client`], so the whole driver API is
+/// there; [`node`](NodeClient::node) and [`role`](NodeClient::role) say
+/// where it points.
+pub struct NodeClient {
+    object: deadpool_postgres::Object,
+    _in_flight: InFlight,
+}
+
+/// Counts a request in flight on its node for as long as it lives.
+struct InFlight {
+    router: Router,
+    id: NodeId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.router
+            .node(self.id)
+            .health
+            .outstanding
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+impl NodeClient {
+    pub(crate) fn new(router: Router, id: NodeId, object: deadpool_postgres::Object) -> Self {
+        router.node(id).health.outstanding.fetch_add(1, Relaxed);
+        NodeClient {
+            object,
+            _in_flight: InFlight { router, id },
+        }
+    }
+
+    /// The node's name, e.g. `primary` or `replica1`.
+    pub fn node(&self) -> &str {
+        &self.node_ref().name
+    }
+
+    /// Whether the connection is to the primary or a replica.
+    pub fn role(&self) -> Role {
+        self.node_ref().role
+    }
+
+    pub(crate) fn id(&self) -> NodeId {
+        self._in_flight.id
+    }
+
+    fn node_ref(&self) -> &Node {
+        self._in_flight.router.node(self._in_flight.id)
+    }
+
+    /// Wraps a driver error with this node's name.
+    pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
+        Error::postgres(&self.node_ref().name, err)
+    }
+
+    /// Closes the connection instead of returning it to the pool.
+    fn discard(self) {
+        drop(deadpool_postgres::Object::take(self.object));
+    }
+}
+
+impl Deref for NodeClient {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        &self.object
+    }
+}
+
+impl std::fmt::Debug for NodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeClient")
+            .field("node", &self.node())
+            .field("role", &self.role())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction on one pooled connection: read-write on the primary, or
+/// `READ ONLY` with `REPEATABLE READ` on a replica, so that all its reads see
+/// one snapshot.
+///
+/// Dereferences to [`tokio_postgres::Client`] for its statements. End it
+/// with [`commit`](Transaction::commit) or [`rollback`](Transaction::rollback);
+/// dropped without either, it is rolled back in the background (or its
+/// connection closed, outside a runtime).
+pub struct Transaction<'s> {
+    /// Present until commit, rollback or drop.
+    client: Option<NodeClient>,
+    session: Option<&'s Session>,
+}
+
+impl<'s> Transaction<'s> {
+    pub(crate) fn new(client: NodeClient, session: Option<&'s Session>) -> Self {
+        Transaction {
+            client: Some(client),
+            session,
+        }
+    }
+
+    fn client(&self) -> &NodeClient {
+        // Only `commit`, `rollback` (which consume `self`) and `drop` take it.
+        self.client
+            .as_ref()
+            .expect("transaction client is present until it ends")
+    }
+
+    /// The node the transaction runs on.
+    pub fn node(&self) -> &str {
+        self.client().node()
+    }
+
+    /// Whether the transaction runs on the primary or a replica.
+    pub fn role(&self) -> Role {
+        self.client().role()
+    }
+
+    /// Commits. In a session, a committed read-write transaction counts as a
+    /// write for pinning and read-your-writes.
+    pub async fn commit(mut self) -> Result<()> {
+        let client = self
+            .client
+            .take()
+            .expect("transaction client is present until it ends");
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| client.error(e))?;
+        match self.session {
+            Some(session) if client.role() == Role::Primary => session.note_write_on(&client).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Rolls back.
+    pub async fn rollback(mut self) -> Result<()> {
+        let client = self
+            .client
+            .take()
+            .expect("transaction client is present until it ends");
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| client.error(e))
+    }
+}
+
+impl Deref for Transaction<'_> {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        self.client()
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        client.discard();
+                    }
+                });
+            }
+            Err(_) => client.discard(),
+        }
+    }
+}

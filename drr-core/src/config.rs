@@ -1,0 +1,284 @@
+//! Router configuration: the nodes, pools, and routing policy.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How a read chooses among the replicas that may serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Take turns (the default).
+    #[default]
+    RoundRobin,
+    /// Pick at random.
+    Random,
+    /// Pick the replica with the fewest requests in flight through this
+    /// router.
+    LeastOutstanding,
+}
+
+/// What a read may see, relative to the writes of its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Any eligible replica, however recent: a read may miss the session's
+    /// own writes.
+    Eventual,
+    /// After a write, the session reads from the primary for this long, then
+    /// from replicas again. Simple, but only as good as the guess.
+    PinAfterWrite(Duration),
+    /// Causal: a read sees the session's writes. It goes to a replica that
+    /// has replayed the session's [`LsnToken`](crate::LsnToken), waits a
+    /// bounded time for one to get there, or falls back to the primary. The
+    /// default.
+    #[default]
+    ReadYourWrites,
+}
+
+/// What a read does when no replica may serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// Read from the primary (the default): fail safe, at the primary's cost.
+    #[default]
+    Primary,
+    /// Fail with an error for which
+    /// [`Error::is_no_healthy_node`](crate::Error::is_no_healthy_node) holds.
+    Error,
+}
+
+/// How far behind a replica may be and still serve reads. Unset limits do
+/// not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MaxLag {
+    /// Replay lag in time, at the resolution of the check interval.
+    pub time: Option<Duration>,
+    /// Replay lag in bytes of WAL.
+    pub bytes: Option<u64>,
+}
+
+impl MaxLag {
+    /// No limit: lag never excludes a replica.
+    pub const fn none() -> Self {
+        MaxLag {
+            time: None,
+            bytes: None,
+        }
+    }
+
+    /// A limit in time.
+    pub const fn time(limit: Duration) -> Self {
+        MaxLag {
+            time: Some(limit),
+            bytes: None,
+        }
+    }
+
+    /// A limit in bytes of WAL.
+    pub const fn bytes(limit: u64) -> Self {
+        MaxLag {
+            time: None,
+            bytes: Some(limit),
+        }
+    }
+
+    /// Adds a limit in bytes to this one.
+    pub const fn and_bytes(self, limit: u64) -> Self {
+        MaxLag {
+            bytes: Some(limit),
+            ..self
+        }
+    }
+}
+
+/// One database server: a name for errors, stats and traces, and how to
+/// connect.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSpec {
+    pub(crate) name: String,
+    pub(crate) pg: tokio_postgres::Config,
+}
+
+/// Everything a [`Router`](crate::Router) needs: one primary, any number of
+/// replicas, and the routing policy. Built with chained setters; every
+/// setting has a default.
+///
+/// ```
+/// use std::time::Duration;
+/// use drr_core::{Balance, Consistency, MaxLag, RouterConfig};
+///
+/// let config = RouterConfig::new("postgres://app:secret@db1/app")?
+///     .replica("postgres://app:secret@db2/app")?
+///     .replica("postgres://app:secret@db3/app")?
+///     .balance(Balance::LeastOutstanding)
+///     .consistency(Consistency::PinAfterWrite(Duration::from_secs(2)))
+///     .max_lag(MaxLag::time(Duration::from_secs(5)));
+/// # Ok::<(), drr_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RouterConfig {
+    pub(crate) primary: NodeSpec,
+    pub(crate) replicas: Vec<NodeSpec>,
+    pub(crate) pool_size: usize,
+    pub(crate) pool_wait_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) balance: Balance,
+    pub(crate) consistency: Consistency,
+    pub(crate) max_lag: MaxLag,
+    pub(crate) fallback: Fallback,
+    pub(crate) check_interval: Duration,
+    pub(crate) check_timeout: Duration,
+    pub(crate) ban_duration: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) classify_cache_size: usize,
+}
+
+impl RouterConfig {
+    /// A configuration with the given primary (a `postgres://` URL or a
+    /// `key=value` connection string), no replicas yet, and defaults for the
+    /// rest.
+    pub fn new(primary_url: &str) -> Result<Self> {
+        Ok(RouterConfig {
+            primary: NodeSpec {
+                name: "primary".to_owned(),
+                pg: parse_url(primary_url, "the primary")?,
+            },
+            replicas: Vec::new(),
+            pool_size: 16,
+            pool_wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            balance: Balance::default(),
+            consistency: Consistency::default(),
+            max_lag: MaxLag::none(),
+            fallback: Fallback::default(),
+            check_interval: Duration::from_millis(500),
+            check_timeout: Duration::from_secs(2),
+            ban_duration: Duration::from_secs(5),
+            max_wait: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
+            classify_cache_size: 4096,
+        })
+    }
+
+    /// Adds a replica named `replicaN` (N counting from 1).
+    pub fn replica(self, url: &str) -> Result<Self> {
+        let name = format!("replica{}", self.replicas.len() + 1);
+        self.named_replica(&name, url)
+    }
+
+    /// Adds a replica with a name of your choice.
+    pub fn named_replica(mut self, name: &str, url: &str) -> Result<Self> {
+        if name.is_empty()
+            || name == self.primary.name
+            || self.replicas.iter().any(|r| r.name == name)
+        {
+            return Err(Error::config(format!(
+                "replica name {name:?} is empty or already taken"
+            )));
+        }
+        let pg = parse_url(url, &format!("replica {name}"))?;
+        self.replicas.push(NodeSpec {
+            name: name.to_owned(),
+            pg,
+        });
+        Ok(self)
+    }
+
+    /// Connections per node (default 16).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a call waits for a free pooled connection (default 5 s).
+    pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How reads choose among replicas (default round-robin).
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// The consistency of new sessions (default read-your-writes).
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// How far behind a replica may be (default: no limit).
+    pub fn max_lag(mut self, max_lag: MaxLag) -> Self {
+        self.max_lag = max_lag;
+        self
+    }
+
+    /// What reads do when no replica may serve them (default: the primary).
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// How often the monitor checks every node (default 500 ms).
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long one health check may take before the node counts as down
+    /// (default 2 s).
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// How long an unreachable replica gets no reads (default 5 s).
+    pub fn ban_duration(mut self, duration: Duration) -> Self {
+        self.ban_duration = duration;
+        self
+    }
+
+    /// How long a read-your-writes read waits for a replica to catch up
+    /// before falling back (default 1 s; zero falls back at once).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// How often a waiting read polls the replica's replay position
+    /// (default 10 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many SQL texts keep their classification (default 4096; zero
+    /// parses every time).
+    pub fn classify_cache_size(mut self, size: usize) -> Self {
+        self.classify_cache_size = size;
+        self
+    }
+
+    /// The names of the replicas, in order.
+    pub fn replica_names(&self) -> impl Iterator<Item = &str> {
+        self.replicas.iter().map(|r| r.name.as_str())
+    }
+}
+
+fn parse_url(url: &str, what: &str) -> Result<tokio_postgres::Config> {
+    // The URL may hold a password: name the node, never echo the URL.
+    tokio_postgres::Config::from_str(url.trim())
+        .map_err(|err| Error::config(format!("invalid connection URL for {what}: {err}")))
+}

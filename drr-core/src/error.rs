@@ -1,0 +1,184 @@
+//! The error type: which node failed, and why.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::error::{DbError, SqlState};
+
+use crate::classify::Reason;
+
+/// An error from drr: it names the node involved and the cause.
+///
+/// The type is opaque so that it can grow; ask it questions instead of
+/// matching on it: [`node`](Error::node), [`code`](Error::code),
+/// [`is_no_healthy_node`](Error::is_no_healthy_node), and so on.
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, thiserror::Error)]
+enum Inner {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("no healthy node to {what}: {why}")]
+    NoHealthyNode { what: &'static str, why: String },
+    #[error("timed out after {waited:?} waiting for a connection to {node}")]
+    PoolTimeout { node: Arc<str>, waited: Duration },
+    #[error("cannot connect to {node}: {source}")]
+    Connect {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("connection pool of {node} failed: {detail}")]
+    Pool { node: Arc<str>, detail: String },
+    #[error("the /* drr:replica */ hint was refused: the statement {reason}")]
+    HintRefused { reason: Reason },
+    #[error("query failed on {node}: {source}")]
+    Postgres {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// A shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error(Box::new(Inner::Config(message.into())))
+    }
+
+    pub(crate) fn no_healthy_node(what: &'static str, why: impl Into<String>) -> Self {
+        Error(Box::new(Inner::NoHealthyNode {
+            what,
+            why: why.into(),
+        }))
+    }
+
+    pub(crate) fn hint_refused(reason: Reason) -> Self {
+        Error(Box::new(Inner::HintRefused { reason }))
+    }
+
+    pub(crate) fn pool(
+        node: &Arc<str>,
+        err: deadpool_postgres::PoolError,
+        waited: Duration,
+    ) -> Self {
+        use deadpool_postgres::PoolError;
+        let node = node.clone();
+        Error(Box::new(match err {
+            PoolError::Timeout(_) => Inner::PoolTimeout { node, waited },
+            PoolError::Backend(source) => Inner::Connect { node, source },
+            other => Inner::Pool {
+                node,
+                detail: other.to_string(),
+            },
+        }))
+    }
+
+    pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
+        let node = node.clone();
+        Error(Box::new(if is_connection_error(&source) {
+            Inner::Connect { node, source }
+        } else {
+            Inner::Postgres { node, source }
+        }))
+    }
+
+    /// The node (`primary`, `replica1`, ...) the error happened on, if any.
+    pub fn node(&self) -> Option<&str> {
+        match &*self.0 {
+            Inner::PoolTimeout { node, .. }
+            | Inner::Connect { node, .. }
+            | Inner::Pool { node, .. }
+            | Inner::Postgres { node, .. } => Some(node),
+            Inner::Config(_) | Inner::NoHealthyNode { .. } | Inner::HintRefused { .. } => None,
+        }
+    }
+
+    /// The SQLSTATE of a database error.
+    pub fn code(&self) -> Option<&SqlState> {
+        self.as_db_error().map(DbError::code)
+    }
+
+    /// The error the server reported, if this is one.
+    pub fn as_db_error(&self) -> Option<&DbError> {
+        match &*self.0 {
+            Inner::Postgres { source, .. } | Inner::Connect { source, .. } => source.as_db_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether no node could serve the request (every replica banned or too
+    /// far behind, with fallback to the primary turned off).
+    pub fn is_no_healthy_node(&self) -> bool {
+        matches!(&*self.0, Inner::NoHealthyNode { .. })
+    }
+
+    /// Whether waiting for a pooled connection timed out.
+    pub fn is_pool_timeout(&self) -> bool {
+        matches!(&*self.0, Inner::PoolTimeout { .. })
+    }
+
+    /// Whether the node could not be reached or the connection broke.
+    pub fn is_connection(&self) -> bool {
+        matches!(&*self.0, Inner::Connect { .. })
+    }
+
+    /// Whether a `/* drr:replica */` hint was put on a statement that is not
+    /// provably read-only.
+    pub fn is_hint_refused(&self) -> bool {
+        matches!(&*self.0, Inner::HintRefused { .. })
+    }
+
+    /// Whether the configuration (or environment) is invalid.
+    pub fn is_config(&self) -> bool {
+        matches!(&*self.0, Inner::Config(_))
+    }
+
+    /// Whether a read failed in a way another node may not repeat, so it can
+    /// be retried there: a broken connection, a replica refusing a write it
+    /// was given (a function we did not know writes), or a query cancelled
+    /// by a conflict with recovery.
+    pub(crate) fn is_retryable_read(&self) -> bool {
+        self.is_connection()
+            || self.is_pool_timeout()
+            || self.code().is_some_and(|code| {
+                code == &SqlState::READ_ONLY_SQL_TRANSACTION
+                    || code == &SqlState::T_R_SERIALIZATION_FAILURE
+            })
+    }
+}
+
+/// Whether a driver error means the connection, not the statement, failed.
+fn is_connection_error(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    if let Some(db) = err.as_db_error() {
+        // Class 08 (connection exception) and 57P (operator intervention:
+        // shutdown, crash, cannot connect now).
+        let code = db.code().code();
+        return code.starts_with("08") || code.starts_with("57P");
+    }
+    std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}

@@ -1,0 +1,192 @@
+//! Sessions: a sequence of calls from one user or request chain, whose reads
+//! respect its own writes.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::client::{NodeClient, Transaction};
+use crate::config::Consistency;
+use crate::error::Result;
+use crate::lsn::LsnToken;
+use crate::route::{self, Op, ReadContext};
+use crate::router::Router;
+use crate::wal;
+
+/// Calls that remember their writes, so reads can follow them.
+///
+/// A session records, after each write (a statement that is not provably
+/// read-only, or a committed read-write transaction), when it happened and,
+/// under [`Consistency::ReadYourWrites`], the primary's WAL position as an
+/// [`LsnToken`]. Reads then go where the consistency allows.
+///
+/// Sessions are cheap: make one per request, and carry the token between
+/// requests with [`token`](Session::token) and
+/// [`with_token`](Session::with_token). A session may be shared between
+/// tasks; its state is updated atomically.
+///
+/// Plain calls run in autocommit mode, each on a pooled connection that may
+/// differ from the last: use [`transaction`](Session::transaction) for
+/// statements that belong together, never `BEGIN` through
+/// [`execute`](Session::execute).
+#[derive(Debug)]
+pub struct Session {
+    router: Router,
+    consistency: Consistency,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct State {
+    last_write: Option<Instant>,
+    token: Option<LsnToken>,
+}
+
+impl Session {
+    pub(crate) fn new(router: Router, consistency: Consistency) -> Self {
+        Session {
+            router,
+            consistency,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Resumes a session that wrote elsewhere (another request, another
+    /// service): its reads will not miss what `token` covers.
+    pub fn with_token(self, token: LsnToken) -> Self {
+        self.observe(token);
+        self
+    }
+
+    /// The session's consistency.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    /// Changes the session's consistency for later calls.
+    pub fn set_consistency(&mut self, consistency: Consistency) {
+        self.consistency = consistency;
+    }
+
+    /// The position of the session's latest write, to hand to a later
+    /// request (say, as the `x-drr-lsn` header or a cookie). `None` before
+    /// the first write, and always outside read-your-writes unless a token
+    /// was given with [`with_token`](Session::with_token).
+    pub fn token(&self) -> Option<LsnToken> {
+        self.state().token
+    }
+
+    /// Merges a token from elsewhere into the session: reads will follow the
+    /// later of the two.
+    pub fn observe(&self, token: LsnToken) {
+        if let Ok(mut state) = self.state.lock() {
+            state.token = state.token.max(Some(token));
+        }
+    }
+
+    /// Runs a statement where its classification and the session's
+    /// consistency allow, returning the rows.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.run::<route::Query>(sql, params).await
+    }
+
+    /// Like [`query`](Session::query), for exactly one row.
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        self.run::<route::QueryOne>(sql, params).await
+    }
+
+    /// Like [`query`](Session::query), for at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        self.run::<route::QueryOpt>(sql, params).await
+    }
+
+    /// Runs a statement where its classification and the session's
+    /// consistency allow, returning the number of rows affected.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.run::<route::Execute>(sql, params).await
+    }
+
+    /// A pooled connection to the primary. Writes made through it are not
+    /// seen by the session: call [`note_write`](Session::note_write) after
+    /// them.
+    pub async fn primary(&self) -> Result<NodeClient> {
+        self.router.primary().await
+    }
+
+    /// A pooled connection for reads, chosen by the session's consistency.
+    pub async fn replica(&self) -> Result<NodeClient> {
+        self.replica_with(self.consistency).await
+    }
+
+    /// A pooled connection for reads, chosen by `consistency` for this call
+    /// only.
+    pub async fn replica_with(&self, consistency: Consistency) -> Result<NodeClient> {
+        route::read_client(&self.router, &self.context(consistency)).await
+    }
+
+    /// A read-write transaction on the primary. Its commit counts as a
+    /// write of the session.
+    pub async fn transaction(&self) -> Result<Transaction<'_>> {
+        route::write_transaction(&self.router, Some(self)).await
+    }
+
+    /// A `READ ONLY`, `REPEATABLE READ` transaction where the session's
+    /// consistency allows.
+    pub async fn read_transaction(&self) -> Result<Transaction<'_>> {
+        route::read_transaction(&self.router, &self.context(self.consistency), Some(self)).await
+    }
+
+    /// Records a write made outside the session's own calls (e.g. through
+    /// [`primary`](Session::primary)): pins the session and, under
+    /// read-your-writes, takes a token from the primary.
+    pub async fn note_write(&self) -> Result<()> {
+        let client = self.router.primary().await?;
+        self.note_write_on(&client).await
+    }
+
+    async fn run<O: Op>(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<O::Out> {
+        let routed =
+            route::run::<O>(&self.router, &self.context(self.consistency), sql, params).await?;
+        if routed.wrote {
+            self.note_write_on(&routed.client).await?;
+        }
+        Ok(routed.out)
+    }
+
+    /// Records a write just committed through `client`, a primary
+    /// connection.
+    pub(crate) async fn note_write_on(&self, client: &NodeClient) -> Result<()> {
+        let token = match self.consistency {
+            Consistency::ReadYourWrites => Some(
+                wal::commit_token(client)
+                    .await
+                    .map_err(|e| client.error(e))?,
+            ),
+            _ => None,
+        };
+        if let Ok(mut state) = self.state.lock() {
+            state.last_write = Some(Instant::now());
+            state.token = state.token.max(token);
+        }
+        Ok(())
+    }
+
+    fn context(&self, consistency: Consistency) -> ReadContext {
+        let state = self.state();
+        ReadContext {
+            consistency,
+            last_write: state.last_write,
+            token: state.token,
+        }
+    }
+
+    fn state(&self) -> State {
+        self.state.lock().map(|state| *state).unwrap_or_default()
+    }
+}

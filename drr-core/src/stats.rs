@@ -1,0 +1,166 @@
+//! Counters per node, and the snapshot [`Router::stats`](crate::Router::stats)
+//! returns.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::node::{HealthSnapshot, Role};
+
+/// Why a read went to the primary instead of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FallbackReason {
+    /// Every replica was down, banned, or too far behind.
+    NoEligibleReplica,
+    /// No replica reached the session's token within the wait bound.
+    CatchUpTimeout,
+    /// The read failed on a replica and was retried on the primary.
+    ReplicaFailed,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    pinned_reads: AtomicU64,
+    retries: AtomicU64,
+    no_eligible_replica: AtomicU64,
+    catch_up_timeout: AtomicU64,
+    replica_failed: AtomicU64,
+    waits: AtomicU64,
+    wait_micros: AtomicU64,
+    bans: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn read(&self) {
+        self.reads.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn write(&self) {
+        self.writes.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn pinned_read(&self) {
+        self.pinned_reads.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn ban(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn fallback(&self, reason: FallbackReason) {
+        match reason {
+            FallbackReason::NoEligibleReplica => &self.no_eligible_replica,
+            FallbackReason::CatchUpTimeout => &self.catch_up_timeout,
+            FallbackReason::ReplicaFailed => &self.replica_failed,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn waited(&self, time: Duration) {
+        self.waits.fetch_add(1, Relaxed);
+        self.wait_micros
+            .fetch_add(u64::try_from(time.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, name: &str, role: Role, health: HealthSnapshot) -> NodeStats {
+        NodeStats {
+            name: name.to_owned(),
+            role,
+            reads: self.reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            pinned_reads: self.pinned_reads.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            fallbacks: Fallbacks {
+                no_eligible_replica: self.no_eligible_replica.load(Relaxed),
+                catch_up_timeout: self.catch_up_timeout.load(Relaxed),
+                replica_failed: self.replica_failed.load(Relaxed),
+            },
+            waits: self.waits.load(Relaxed),
+            wait_time: Duration::from_micros(self.wait_micros.load(Relaxed)),
+            bans: self.bans.load(Relaxed),
+            health,
+        }
+    }
+}
+
+/// A snapshot of every node's counters and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The primary first, then the replicas in configuration order.
+    pub nodes: Vec<NodeStats>,
+}
+
+impl Stats {
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&NodeStats> {
+        self.nodes.iter().find(|node| node.name == name)
+    }
+
+    /// The primary.
+    pub fn primary(&self) -> Option<&NodeStats> {
+        self.nodes.iter().find(|node| node.role == Role::Primary)
+    }
+
+    /// Reads served by replicas, summed.
+    pub fn replica_reads(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::Replica)
+            .map(|n| n.reads)
+            .sum()
+    }
+}
+
+/// Counters for one node since the router started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// The node's name.
+    pub name: String,
+    /// What the node is for.
+    pub role: Role,
+    /// Reads served, including fallbacks and pinned reads.
+    pub reads: u64,
+    /// Statements that were not provably read-only, and read-write
+    /// transactions.
+    pub writes: u64,
+    /// Reads sent to the primary by [`Consistency::PinAfterWrite`](crate::Consistency::PinAfterWrite).
+    pub pinned_reads: u64,
+    /// Reads that failed here and were retried on another node.
+    pub retries: u64,
+    /// Reads this node (the primary) served because no replica could.
+    pub fallbacks: Fallbacks,
+    /// Read-your-writes reads that waited for this replica to catch up.
+    pub waits: u64,
+    /// Total time of those waits.
+    pub wait_time: Duration,
+    /// Times the node was banned after failing.
+    pub bans: u64,
+    /// The node's health as of the last check.
+    pub health: HealthSnapshot,
+}
+
+/// Reads the primary served instead of a replica, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Fallbacks {
+    /// Every replica was down, banned, or too far behind.
+    pub no_eligible_replica: u64,
+    /// No replica reached the session's token within the wait bound.
+    pub catch_up_timeout: u64,
+    /// The read failed on a replica and was retried here.
+    pub replica_failed: u64,
+}
+
+impl Fallbacks {
+    /// All fallbacks, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.no_eligible_replica + self.catch_up_timeout + self.replica_failed
+    }
+}

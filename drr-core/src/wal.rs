@@ -1,0 +1,147 @@
+//! Reading WAL positions from servers: the primary's position for tokens and
+//! lag, a replica's replay state, and waiting for a replica to catch up.
+//!
+//! These are plain functions on a [`tokio_postgres::Client`], so test
+//! harnesses can use them without a [`Router`](crate::Router).
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+use tokio_postgres::types::PgLsn;
+
+use crate::lsn::{Lsn, LsnToken};
+
+/// The first PostgreSQL version with `WAIT FOR LSN` (as `server_version_num`).
+pub const WAIT_FOR_LSN_VERSION: i32 = 190_000;
+
+/// What a server reports about its own recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayState {
+    /// `pg_is_in_recovery()`: false on a primary (or a promoted replica).
+    pub in_recovery: bool,
+    /// `pg_last_wal_replay_lsn()`: the end of the last replayed record.
+    pub replay_lsn: Option<Lsn>,
+    /// `pg_last_wal_receive_lsn()`: the end of the WAL received so far.
+    pub receive_lsn: Option<Lsn>,
+    /// `pg_get_wal_replay_pause_state()`, on a server in recovery.
+    pub pause: Option<ReplayPause>,
+    /// `server_version_num`, e.g. `150004`.
+    pub server_version: i32,
+}
+
+/// Whether replay is paused (`pg_wal_replay_pause()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayPause {
+    /// Replay runs.
+    NotPaused,
+    /// A pause was asked for and has not taken effect yet.
+    PauseRequested,
+    /// Replay is paused.
+    Paused,
+}
+
+/// Reads a server's recovery state in one round trip.
+pub async fn replay_state(client: &Client) -> Result<ReplayState, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn(), \
+             CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END, \
+             current_setting('server_version_num')::int4",
+            &[],
+        )
+        .await?;
+    let lsn = |value: Option<PgLsn>| value.map(|v| Lsn::from(u64::from(v)));
+    Ok(ReplayState {
+        in_recovery: row.try_get(0)?,
+        replay_lsn: lsn(row.try_get(1)?),
+        receive_lsn: lsn(row.try_get(2)?),
+        pause: row.try_get::<_, Option<&str>>(3)?.map(|state| match state {
+            "paused" => ReplayPause::Paused,
+            "pause requested" => ReplayPause::PauseRequested,
+            _ => ReplayPause::NotPaused,
+        }),
+        server_version: row.try_get(4)?,
+    })
+}
+
+/// The primary's WAL position with end-of-record semantics
+/// (`pg_current_wal_lsn()`): what caught-up replicas have replayed on an
+/// idle primary. Used for lag.
+pub async fn write_position(client: &Client) -> Result<Lsn, tokio_postgres::Error> {
+    let row = client.query_one("SELECT pg_current_wal_lsn()", &[]).await?;
+    Ok(Lsn::from(u64::from(row.try_get::<_, PgLsn>(0)?)))
+}
+
+/// The token for everything committed so far on the primary `client` is
+/// connected to, including the caller's own last commit.
+///
+/// Taken from `pg_current_wal_insert_lsn()`, which covers the caller's commit
+/// record even under `synchronous_commit = off` (where
+/// `pg_current_wal_lsn()` may still be behind it), and then mapped back from
+/// "start of the next record" to "end of the last one" with
+/// [`Lsn::end_of_previous_record`], so that a position just past a page
+/// header does not wait for WAL that an idle primary never writes.
+pub async fn commit_token(client: &Client) -> Result<LsnToken, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size')::int8, \
+             (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size')",
+            &[],
+        )
+        .await?;
+    let insert = Lsn::from(u64::from(row.try_get::<_, PgLsn>(0)?));
+    let block: i64 = row.try_get(1)?;
+    let segment: i64 = row.try_get(2)?;
+    let block = u64::try_from(block).unwrap_or(0);
+    let segment = u64::try_from(segment).unwrap_or(0);
+    Ok(LsnToken::new(insert.end_of_previous_record(block, segment)))
+}
+
+/// Waits until the replica `client` is connected to has replayed `target`,
+/// for at most `timeout`. Returns the replay position last seen, and whether
+/// it reached `target`.
+///
+/// On PostgreSQL 19 and later this uses `WAIT FOR LSN`; below, and if that
+/// fails, it polls `pg_last_wal_replay_lsn()` every `poll_interval`.
+pub async fn wait_for_replay(
+    client: &Client,
+    target: Lsn,
+    timeout: Duration,
+    poll_interval: Duration,
+    server_version: i32,
+) -> Result<(Option<Lsn>, bool), tokio_postgres::Error> {
+    if server_version >= WAIT_FOR_LSN_VERSION {
+        let sql = format!(
+            "WAIT FOR LSN '{target}' WITH (TIMEOUT '{}ms', NO_THROW)",
+            timeout.as_millis()
+        );
+        // The statement's shape is not settled before 19 is released: if it
+        // fails, polling still works.
+        if let Ok(rows) = client.simple_query(&sql).await {
+            let reached = rows.iter().any(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("success"),
+                _ => false,
+            });
+            return Ok((reached.then_some(target), reached));
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let row = client
+            .query_one("SELECT pg_last_wal_replay_lsn()", &[])
+            .await?;
+        let replayed = row
+            .try_get::<_, Option<PgLsn>>(0)?
+            .map(|v| Lsn::from(u64::from(v)));
+        if replayed.is_some_and(|lsn| lsn >= target) {
+            return Ok((replayed, true));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok((replayed, false));
+        }
+        tokio::time::sleep(poll_interval.min(deadline - now)).await;
+    }
+}
