@@ -57,6 +57,16 @@ impl<'p> Native<'p> {
         })
     }
 
+    /// Like [`Native::open`], with explicit state and cache directories.
+    pub fn with_state(project: &'p Project, state: StateDir) -> Result<Self> {
+        let user = ServerUser::resolve()?;
+        Ok(Native {
+            project,
+            state,
+            user,
+        })
+    }
+
     /// The state directory.
     pub fn state(&self) -> &StateDir {
         &self.state

@@ -64,6 +64,14 @@ impl StateDir {
         Ok(StateDir { root, cache })
     }
 
+    /// Explicit directories (tests, benchmarks, embedding tools).
+    pub fn at(root: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> StateDir {
+        StateDir {
+            root: root.into(),
+            cache: cache.into(),
+        }
+    }
+
     /// The stack's state directory.
     pub fn root(&self) -> &Path {
         &self.root

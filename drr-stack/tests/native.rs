@@ -1,0 +1,252 @@
+//! The native backend against real Postgres: creation, idempotence, healing,
+//! spec changes, persistence, and the faults a user can cause.
+
+mod support;
+
+use std::time::Duration;
+
+use drr_stack::spec::Replica;
+use support::{TestStack, spec, time_until_visible, visible};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_the_primary_shows_on_the_replica_after_its_delay() {
+    let stack = TestStack::up(spec(&[500])).await;
+    let primary = stack.connect("primary").await;
+    let replica = stack.connect("replica1").await;
+    let in_recovery: bool = replica
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery);
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    assert!(!visible(&replica, "t", 1).await, "visible before the delay");
+    let took = time_until_visible(&replica, "t", 1, WAIT)
+        .await
+        .expect("visible after the delay");
+    assert!(
+        took >= Duration::from_millis(400),
+        "visible after only {took:?}"
+    );
+    // The replica refuses writes.
+    let err = replica
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_a_running_stack_changes_nothing() {
+    let stack = TestStack::up(spec(&[0])).await;
+    let before = stack.native().pids();
+    stack.try_up().await.unwrap();
+    assert_eq!(stack.native().pids(), before);
+    assert_eq!(before.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_nodes_come_back_with_their_data() {
+    let stack = TestStack::up(spec(&[0])).await;
+    let primary = stack.connect("primary").await;
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let replica = stack.connect("replica1").await;
+    time_until_visible(&replica, "t", 1, WAIT)
+        .await
+        .expect("replicated");
+    for pid in stack.native().pids().values() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    stack.try_up().await.expect("up heals killed nodes");
+    assert_eq!(stack.native().pids().len(), 2);
+    let primary = stack.connect("primary").await;
+    assert!(visible(&primary, "t", 1).await, "the primary kept its data");
+    primary
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let replica = stack.connect("replica1").await;
+    time_until_visible(&replica, "t", 2, WAIT)
+        .await
+        .expect("the replica streams again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_added_to_and_removed_from_the_spec() {
+    let mut stack = TestStack::up(spec(&[0])).await;
+    let pids = stack.native().pids();
+    let port = support::free_ports(1)[0];
+    let grown = stack.spec().clone().replica(Replica::new("replica2", port));
+    stack.respec(grown);
+    stack.try_up().await.unwrap();
+    let after = stack.native().pids();
+    assert_eq!(after.len(), 3);
+    assert_eq!(
+        after["primary"], pids["primary"],
+        "the primary was not restarted"
+    );
+    assert_eq!(
+        after["replica1"], pids["replica1"],
+        "replica1 was not restarted"
+    );
+    let replica2 = stack.connect("replica2").await;
+    let slots: i64 = stack
+        .admin("primary")
+        .await
+        .query_one("SELECT count(*) FROM pg_replication_slots", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 2);
+    drop(replica2);
+
+    let mut shrunk = stack.spec().clone();
+    shrunk.replicas.pop();
+    stack.respec(shrunk);
+    stack.try_up().await.unwrap();
+    assert_eq!(stack.native().pids().len(), 2);
+    let admin = stack.admin("primary").await;
+    let slots: Vec<String> = admin
+        .query("SELECT slot_name::text FROM pg_replication_slots", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(slots, ["replica1"]);
+    assert!(!stack.native().state().node_dir("replica2").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_then_up_keeps_data() {
+    let stack = TestStack::up(spec(&[0])).await;
+    stack
+        .connect("primary")
+        .await
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (7)")
+        .await
+        .unwrap();
+    stack
+        .native()
+        .down(&mut drr_stack::progress::Progress::new(true))
+        .unwrap();
+    assert!(stack.native().pids().is_empty());
+    stack.try_up().await.unwrap();
+    assert!(visible(&stack.connect("primary").await, "t", 7).await);
+    let replica = stack.connect("replica1").await;
+    time_until_visible(&replica, "t", 7, WAIT)
+        .await
+        .expect("on the replica too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_named_and_nothing_is_created() {
+    let stack = TestStack::new(spec(&[0]));
+    let port = stack.spec().replicas[0].node.port;
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let err = stack.try_up().await.unwrap_err().to_string();
+    assert!(err.contains(&format!("port {port}")), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "names the holder: {err}"
+    );
+    assert!(
+        !stack.native().state().node_dir("primary").exists(),
+        "nothing half-done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_data_directory_is_refused_and_kept() {
+    let stack = TestStack::new(spec(&[0]));
+    let data = stack.native().state().data_dir("primary");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("precious.txt"), "mine").unwrap();
+    let err = stack.try_up().await.unwrap_err().to_string();
+    assert!(
+        err.contains("not a complete Postgres data directory") && err.contains("destroy"),
+        "{err}"
+    );
+    assert!(data.join("precious.txt").exists());
+
+    std::fs::write(data.join("PG_VERSION"), "14\n").unwrap();
+    std::fs::create_dir_all(data.join("global")).unwrap();
+    std::fs::write(data.join("global/pg_control"), "").unwrap();
+    let err = stack.try_up().await.unwrap_err().to_string();
+    assert!(
+        err.contains("Postgres 14 data directory but the spec says Postgres 15"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_never_run_as_root() {
+    let stack = TestStack::up(spec(&[])).await;
+    let pid = stack.native().pids()["primary"];
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap();
+    assert_ne!(uid, 0, "postgres runs as root");
+    if nix::unistd::geteuid().is_root() {
+        let expected = drr_stack::native::ServerUser::resolve().unwrap().unwrap();
+        assert_eq!(uid, expected.uid);
+    } else {
+        assert_eq!(uid, nix::unistd::geteuid().as_raw());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_setting_reloads_only_that_node() {
+    let mut stack = TestStack::up(spec(&[0])).await;
+    let pids = stack.native().pids();
+    let mut changed = stack.spec().clone();
+    changed.replicas[0].node = changed.replicas[0].node.clone().setting("work_mem", "7MB");
+    stack.respec(changed);
+    stack.try_up().await.unwrap();
+    assert_eq!(
+        stack.native().pids(),
+        pids,
+        "a reloadable setting restarts nothing"
+    );
+    let work_mem: String = stack
+        .admin("replica1")
+        .await
+        .query_one("SHOW work_mem", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(work_mem, "7MB");
+
+    let mut restart = stack.spec().clone();
+    restart.replicas[0].node = restart.replicas[0]
+        .node
+        .clone()
+        .setting("max_connections", "250");
+    stack.respec(restart);
+    stack.try_up().await.unwrap();
+    let after = stack.native().pids();
+    assert_eq!(after["primary"], pids["primary"]);
+    assert_ne!(
+        after["replica1"], pids["replica1"],
+        "a restart-only setting restarts the node"
+    );
+}
