@@ -23,7 +23,7 @@ enum Inner {
     NoHealthyNode { what: &'static str, why: String },
     #[error("timed out after {waited:?} waiting for a connection to {node}")]
     PoolTimeout { node: Arc<str>, waited: Duration },
-    #[error("cannot connect to {node}: {source}")]
+    #[error("cannot connect to {node}: {}", describe(source))]
     Connect {
         node: Arc<str>,
         #[source]
@@ -33,7 +33,7 @@ enum Inner {
     Pool { node: Arc<str>, detail: String },
     #[error("the /* drr:replica */ hint was refused: the statement {reason}")]
     HintRefused { reason: Reason },
-    #[error("query failed on {node}: {source}")]
+    #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
         #[source]
@@ -149,6 +149,22 @@ impl Error {
                     || code == &SqlState::T_R_SERIALIZATION_FAILURE
             })
     }
+}
+
+/// The driver's error with its causes: the server's message and SQLSTATE,
+/// or the chain of I/O errors.
+fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+    }
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Whether a driver error means the connection, not the statement, failed.
