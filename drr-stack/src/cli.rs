@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::project::Project;
 use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
-use crate::{env, status};
+use crate::{env, status, test_command};
 
 /// Stack commands for a PostgreSQL primary with delayed streaming replicas.
 ///
@@ -146,9 +146,12 @@ enum Command {
         /// Stop the stack afterwards.
         #[arg(long)]
         down: bool,
-        /// Arguments for the test runner.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        /// Arguments for the test runner, e.g. `-p drr-core`.
+        #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
+        /// Arguments for the tests themselves (after `--`), e.g. `--nocapture`.
+        #[arg(last = true)]
+        test_args: Vec<String>,
     },
     /// Build a local Postgres image for the compose backend without any
     /// registry (cached).
@@ -308,6 +311,17 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         }
         Command::Pause { replicas } => pause(&runtime, spec, &secrets()?, &replicas, true)?,
         Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
+        Command::Test { down, args, test_args } => {
+            crate::codegen::check(&project)?;
+            let native = native()?;
+            runtime.block_on(native.up(&mut progress))?;
+            progress.done("stack is up");
+            let code = test_command::run(&project, &args, &test_args, cli.quiet);
+            if down {
+                native.down(&mut progress)?;
+            }
+            return code;
+        }
         other => anyhow::bail!("`{other:?}` is not implemented yet"),
     }
     Ok(ExitCode::SUCCESS)
