@@ -31,9 +31,10 @@ impl Binaries {
                 .args(["--version"])
                 .read();
             let Ok(version) = version else { continue };
+            // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
             let version = version
                 .split_whitespace()
-                .last()
+                .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))
                 .unwrap_or_default()
                 .to_owned();
             if version.split('.').next() == Some(&major.to_string()) {

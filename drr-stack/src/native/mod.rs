@@ -8,6 +8,7 @@
 //! streams.
 
 mod binaries;
+mod bootstrap;
 pub mod ports;
 mod process;
 mod state;
@@ -18,7 +19,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 pub use binaries::{BINDIR_ENV, Binaries};
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
@@ -28,9 +28,14 @@ use crate::command::Command;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::render::postgres;
+use crate::render::{postgres, sql};
 use crate::secrets::Secrets;
-use crate::spec::{Member, StackSpec};
+use crate::spec::{Member, Replica, StackSpec};
+
+use bootstrap::Bootstrap;
+
+/// File in the primary's directory holding the digest of the bootstrap it ran.
+const BOOTSTRAP_MARKER: &str = "bootstrap.sha256";
 
 /// How long a server may take to accept logins or to start streaming.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,21 +101,55 @@ impl<'p> Native<'p> {
         self.check_ports()?;
         let user = self.user.as_ref();
 
+        let bootstrap = Bootstrap::new(spec, &secrets);
         let primary = &spec.primary;
-        let primary_data = self.state.data_dir(&primary.name);
-        if !primary_data.exists() {
-            let template = progress.step("initdb template", || {
-                template::ensure(&bins, &self.state, &secrets, user)
+        let cold: Vec<&Replica> = if self.state.data_dir(&primary.name).exists() {
+            Vec::new()
+        } else {
+            let template = progress.step("template cluster", || {
+                template::ensure(&bins, &self.state, &secrets, &bootstrap, user)
             })?;
-            progress.step(&format!("create {}", primary.name), || {
-                template::copy(&template, &self.state.node_dir(&primary.name), user)
+            let replicas: Vec<&Replica> = spec
+                .replicas
+                .iter()
+                .filter(|r| !self.state.data_dir(&r.node.name).exists())
+                .collect();
+            let names: Vec<&str> = std::iter::once(primary.name.as_str())
+                .chain(replicas.iter().map(|r| r.node.name.as_str()))
+                .collect();
+            progress.step(&format!("copy template to {}", names.join(", ")), || {
+                parallel(&names, |name| {
+                    template::copy(&template, &self.state.node_dir(name), user)
+                })?;
+                for replica in &replicas {
+                    self.configure_standby(&replica.node.name, &secrets)?;
+                }
+                let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
+                std::fs::write(&marker, &bootstrap.digest)
+                    .with_context(|| format!("cannot write {}", marker.display()))
             })?;
-        }
+            replicas
+        };
         let restart = self.sync_config(Member::Primary(primary))?;
         self.run_node(&bins, Member::Primary(primary), restart, &secrets, progress)
             .await?;
         let admin = pg::connect(spec, primary, Login::admin(&secrets)).await?;
-        self.bootstrap(&bins, &secrets, progress)?;
+        for replica in &cold {
+            // Before the replica starts, so the primary keeps its WAL.
+            admin
+                .execute(
+                    "SELECT pg_create_physical_replication_slot($1, true)",
+                    &[&replica.node.name],
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot create the replication slot of `{}`",
+                        replica.node.name
+                    )
+                })?;
+        }
+        self.bootstrap(&bins, &secrets, &bootstrap, progress)?;
 
         for stale in self.removed_replicas()? {
             progress.step(&format!("remove {stale}"), || self.remove_node(&stale))?;
@@ -128,19 +167,7 @@ impl<'p> Native<'p> {
             }
             let names: Vec<&str> = missing.iter().map(|r| r.node.name.as_str()).collect();
             progress.step(&format!("base backup {}", names.join(", ")), || {
-                std::thread::scope(|scope| {
-                    let jobs: Vec<_> = missing
-                        .iter()
-                        .map(|r| scope.spawn(|| self.base_backup(&bins, &secrets, &r.node.name)))
-                        .collect();
-                    jobs.into_iter()
-                        .map(|j| {
-                            j.join().unwrap_or_else(|_| {
-                                Err(anyhow::anyhow!("base backup thread panicked"))
-                            })
-                        })
-                        .collect::<Result<Vec<()>>>()
-                })
+                parallel(&names, |name| self.base_backup(&bins, &secrets, name))
             })?;
         }
         for replica in &spec.replicas {
@@ -279,43 +306,57 @@ impl<'p> Native<'p> {
         Ok(())
     }
 
-    /// Runs the idempotent bootstrap SQL when it (or a secret) changed.
-    fn bootstrap(&self, bins: &Binaries, secrets: &Secrets, progress: &mut Progress) -> Result<()> {
+    /// Runs the idempotent bootstrap SQL when it (or a secret) changed
+    /// since the primary last ran it.
+    fn bootstrap(
+        &self,
+        bins: &Binaries,
+        secrets: &Secrets,
+        bootstrap: &Bootstrap,
+        progress: &mut Progress,
+    ) -> Result<()> {
         let spec = self.spec();
-        let sql = postgres::bootstrap_sql(spec);
-        let mut hasher = Sha256::new();
-        hasher.update(sql.as_bytes());
-        hasher.update(secrets.superuser_password.as_bytes());
-        hasher.update(secrets.replication_password.as_bytes());
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let node_dir = self.state.node_dir(&spec.primary.name);
-        let marker = node_dir.join("bootstrap.sha256");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(digest.as_str()) {
+        let marker = node_dir.join(BOOTSTRAP_MARKER);
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(bootstrap.digest.as_str()) {
             return Ok(());
         }
-        let file = node_dir.join("bootstrap.sql");
-        std::fs::write(&file, &sql).with_context(|| format!("cannot write {}", file.display()))?;
-        let mut psql = Command::new(bins.path("psql"))
-            .args(["-X", "-q", "-h"])
-            .args([
-                pg::host(spec).to_string(),
-                "-p".into(),
-                spec.primary.port.to_string(),
-            ])
-            .args(["-U", "postgres", "-d", "postgres", "-f"])
-            .args([file.as_os_str()])
-            .env("PGPASSWORD", &secrets.superuser_password)
-            .env("PGCONNECT_TIMEOUT", "10");
-        for (key, value) in secrets.env() {
-            psql = psql.env(key, value);
-        }
-        progress.step("roles and databases", || psql.read().map(drop))?;
-        std::fs::write(&marker, digest)
+        let host = pg::host(spec).to_string();
+        progress.step("roles and databases", || {
+            bootstrap.run(bins, secrets, &host, spec.primary.port, &node_dir)
+        })?;
+        std::fs::write(&marker, &bootstrap.digest)
             .with_context(|| format!("cannot write {}", marker.display()))
+    }
+
+    /// Turns a copy of the template into a standby of the primary: the
+    /// same settings `pg_basebackup -R -S <name>` writes.
+    fn configure_standby(&self, name: &str, secrets: &Secrets) -> Result<()> {
+        let spec = self.spec();
+        let data = self.state.data_dir(name);
+        let conninfo = format!(
+            "host={} port={} user={} password={} application_name={name}",
+            pg::host(spec),
+            spec.primary.port,
+            spec.replication_role,
+            secrets.replication_password
+        );
+        let auto_conf = format!(
+            "# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n\
+             primary_conninfo = {}\nprimary_slot_name = {}\n",
+            sql::literal(&conninfo),
+            sql::literal(name)
+        );
+        for (file, contents) in [
+            ("postgresql.auto.conf", auto_conf.as_str()),
+            ("standby.signal", ""),
+        ] {
+            let path = data.join(file);
+            std::fs::write(&path, contents)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            user::give(self.user.as_ref(), &path)?;
+        }
+        Ok(())
     }
 
     /// `pg_basebackup -R` with a fresh slot into a temporary directory that
@@ -464,6 +505,21 @@ impl<'p> Native<'p> {
     pub fn log_file(&self, node: &str) -> std::path::PathBuf {
         self.state.log_file(node)
     }
+}
+
+/// Runs `job` for every name on its own thread; the first error wins.
+fn parallel(names: &[&str], job: impl Fn(&str) -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names.iter().map(|name| scope.spawn(|| job(name))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
+    })
 }
 
 /// Reloads the server's configuration; `true` when a changed setting only
