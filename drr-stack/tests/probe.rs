@@ -1,15 +1,20 @@
-//! `probe` against the running default stack (`cargo xtask up`): every
-//! replica's median visibility lag lies between its configured delay and
-//! 100 ms more.
+//! `probe` against real replicas: every replica's median visibility lag
+//! lies between its configured delay and 100 ms more, on the running
+//! default stack (`cargo xtask up`) and on a test stack of its own with
+//! 100 ms, 1 s and 3 s delays.
 //!
-//! Fails, never skips, when the stack is not running. `DRR_PROBE_DURATION`
-//! and `DRR_PROBE_INTERVAL` (humantime, e.g. `20s`, `500ms`) lengthen the run
-//! for accuracy measurements; `DRR_PROBE_SVG` also writes the chart there.
+//! Fails, never skips, when the default stack is not running.
+//! `DRR_PROBE_DURATION` and `DRR_PROBE_INTERVAL` (humantime, e.g. `20s`,
+//! `500ms`) lengthen the runs for accuracy measurements; with
+//! `DRR_PROBE_OUT=DIR` each test also writes its report as `DIR/NAME.json`
+//! and its chart as `DIR/NAME.svg`.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drr_stack::probe::{self, summary_table};
+use drr_stack::probe::{self, ProbeReport, summary_table};
 use drr_stack::secrets::Secrets;
 use drr_stack::spec::default_spec;
 
@@ -50,12 +55,35 @@ async fn median_lag_is_the_configured_delay() {
     let report = probe::measure(&spec, &secrets, duration, interval, |_| {})
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{HOW_TO_RUN}"));
-    println!("{}", summary_table(&report));
-    if let Ok(path) = std::env::var("DRR_PROBE_SVG") {
-        std::fs::write(&path, probe::render_svg(&report).unwrap()).unwrap();
-    }
+    check(&report, "default-stack");
+}
 
-    assert_eq!(report.replicas.len(), spec.replicas.len());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn median_lag_is_the_configured_delay_for_short_and_long_delays() {
+    let stack = support::TestStack::up(support::spec(&[100, 1000, 3000])).await;
+    let duration = env_duration("DRR_PROBE_DURATION", Duration::from_secs(4));
+    let interval = env_duration("DRR_PROBE_INTERVAL", Duration::from_millis(250));
+    let report = probe::measure(stack.spec(), &stack.secrets(), duration, interval, |_| {})
+        .await
+        .expect("probe of the test stack");
+    assert_eq!(report.replicas.len(), 3);
+    check(&report, "three-delays");
+}
+
+/// Prints the summary, saves the report when asked, and checks every
+/// replica saw every marker with a median lag in [delay, delay + 100 ms].
+fn check(report: &ProbeReport, name: &str) {
+    println!("{}", summary_table(report));
+    if let Ok(dir) = std::env::var("DRR_PROBE_OUT") {
+        let dir = Path::new(&dir);
+        std::fs::write(
+            dir.join(format!("{name}.svg")),
+            probe::render_svg(report).unwrap(),
+        )
+        .unwrap();
+        let json = serde_json::to_string_pretty(report).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
     for replica in &report.replicas {
         assert!(
             !replica.paused(),

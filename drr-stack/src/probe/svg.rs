@@ -11,6 +11,20 @@ use super::report::ProbeReport;
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (960, 540);
 
+/// Series colours, strong enough on white to tell apart (the "tab10" set).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 /// Renders the report's samples: x = seconds since the probe started
 /// writing, y = visibility lag in ms.
 pub fn render(report: &ProbeReport) -> Result<String> {
@@ -47,7 +61,7 @@ fn draw<'a>(
         .axis_desc_style(("sans-serif", 16))
         .draw()?;
     for (i, replica) in report.replicas.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         let points: Vec<(f64, f64)> = replica
             .samples
             .iter()
