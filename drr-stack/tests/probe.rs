@@ -109,3 +109,25 @@ fn check(report: &ProbeReport, name: &str) {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stack_that_is_down_is_named_with_the_next_step() {
+    // Free ports with nothing listening: the stack is not running.
+    let spec = support::spec(&[100]);
+    let secrets = Secrets {
+        superuser_password: "unused".to_owned(),
+        replication_password: "unused".to_owned(),
+    };
+    let err = probe::measure(
+        &spec,
+        &secrets,
+        Duration::from_secs(1),
+        Duration::from_millis(100),
+        |_| {},
+    )
+    .await
+    .expect_err("nothing listens on the spec's ports");
+    let message = format!("{err:#}");
+    assert!(message.contains("node `primary`"), "{message}");
+    assert!(message.contains("cargo xtask up"), "{message}");
+}
