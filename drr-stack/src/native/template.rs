@@ -46,22 +46,24 @@ pub fn ensure(
         return Ok(dir);
     }
     mkdir(state.cache(), user)?;
-    let tmp = state
-        .cache()
-        .join(format!("building-{key}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    if let Err(e) = build(bins, state.cache(), &tmp, secrets, bootstrap, user) {
+    // A private scratch directory per build: concurrent builds (of the same
+    // or other stacks) never share a file.
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("building-{key}-"))
+        .tempdir_in(state.cache())
+        .with_context(|| format!("cannot create a directory in {}", state.cache().display()))?;
+    give(user, scratch.path())?;
+    let tmp = scratch.path().join("data");
+    if let Err(e) = build(bins, scratch.path(), &tmp, secrets, bootstrap, user) {
         let _ = Command::new(bins.path("pg_ctl"))
             .args(["stop", "-m", "immediate", "-D"])
             .args([tmp.as_os_str()])
             .as_user(user)
             .read();
-        let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.context("cannot build the template cluster"));
     }
     if std::fs::rename(&tmp, &dir).is_err() {
         // Another command built the same template meanwhile; use theirs.
-        let _ = std::fs::remove_dir_all(&tmp);
         anyhow::ensure!(
             dir.is_dir(),
             "cannot move the template into {}",
@@ -75,13 +77,13 @@ pub fn ensure(
 /// bootstrap SQL, then a clean shutdown.
 fn build(
     bins: &Binaries,
-    cache: &Path,
+    scratch: &Path,
     tmp: &Path,
     secrets: &Secrets,
     bootstrap: &Bootstrap,
     user: Option<&ServerUser>,
 ) -> Result<()> {
-    let pwfile = cache.join(format!(".pwfile-{}", std::process::id()));
+    let pwfile = scratch.join("pwfile");
     let initdb = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -97,7 +99,7 @@ fn build(
             .args(["--no-sync", "--no-instructions", "-D"])
             .args([tmp.as_os_str()])
             .args([format!("--pwfile={}", pwfile.display())])
-            .dir(cache)
+            .dir(scratch)
             .as_user(user)
             .read()
     })();
@@ -118,7 +120,7 @@ fn build(
         file,
         "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\nfsync = off"
     )?;
-    let log = tmp.join("template-build.log");
+    let log = scratch.join("build.log");
     let pg_ctl = |args: &[&str]| {
         Command::new(bins.path("pg_ctl"))
             .args(args.iter().copied())
@@ -128,15 +130,13 @@ fn build(
                 "-l".as_ref(),
                 log.as_os_str(),
             ])
-            .dir(cache)
+            .dir(scratch)
             .as_user(user)
             .read()
     };
     pg_ctl(&["start", "--wait", "--silent", "--timeout=60"])?;
-    bootstrap.run(bins, secrets, "127.0.0.1", port, cache)?;
+    bootstrap.run(bins, secrets, "127.0.0.1", port, scratch)?;
     pg_ctl(&["stop", "--wait", "--silent", "-m", "fast"])?;
-    let _ = std::fs::remove_file(cache.join("bootstrap.sql"));
-    std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;
     let wal = tmp.join("pg_wal");
     for entry in
         std::fs::read_dir(&wal).with_context(|| format!("cannot list {}", wal.display()))?
