@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -57,17 +57,21 @@ fn secret(path: &Path) -> Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).context("cannot get random bytes for a password")?;
     let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    writeln!(file, "{value}").with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(value)
+    // Write a private temporary file, then link it into place: when another
+    // process created the secret meanwhile, the link fails and theirs wins.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    writeln!(tmp, "{value}").with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    match fs::hard_link(tmp.path(), path) {
+        Ok(()) => Ok(value),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => secret(path),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
 }
 
 #[cfg(test)]

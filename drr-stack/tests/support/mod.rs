@@ -47,6 +47,13 @@ pub fn spec(delays_ms: &[u64]) -> StackSpec {
     spec
 }
 
+/// The project root every test stack shares: one set of generated
+/// passwords, so every test's template cluster is the same cached one. Each
+/// stack keeps its own state directory.
+fn project_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("drr-test-project")
+}
+
 impl TestStack {
     /// A stopped stack for `spec` in a fresh temporary directory.
     pub fn new(spec: StackSpec) -> TestStack {
@@ -60,7 +67,7 @@ impl TestStack {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let project = Project::new(spec, dir.path()).expect("valid spec");
+        let project = Project::new(spec, project_root()).expect("valid spec");
         TestStack { project, dir }
     }
 
@@ -78,7 +85,7 @@ impl TestStack {
 
     /// Replaces the spec (as a user editing it would), keeping the state.
     pub fn respec(&mut self, spec: StackSpec) {
-        self.project = Project::new(spec, self.dir.path()).expect("valid spec");
+        self.project = Project::new(spec, project_root()).expect("valid spec");
     }
 
     pub fn native(&self) -> Native<'_> {

@@ -1,0 +1,192 @@
+//! `cargo xtask bench`: every performance figure of drr, measured on this
+//! machine and written to `target/drr/bench/report.md` and `report.json`.
+//!
+//! Stack and lag figures are measured here, on throw-away stacks. Figures of
+//! the workspace's own benchmarks are collected from `cargo bench`: criterion
+//! medians, and any line a benchmark binary prints as
+//! `DRR-BENCH {figure as JSON}` or `DRR-BENCH-COMPARISON {comparison}`.
+//! Nothing here asserts a speed; it reports.
+
+mod lag;
+mod report;
+mod stack;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+pub use report::{COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report};
+
+use crate::command::Command;
+use crate::project::Project;
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Fewer repetitions and short criterion runs (well under two minutes
+    /// after the build).
+    pub quick: bool,
+}
+
+/// Runs every benchmark and writes the report; returns the report's path.
+pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::PathBuf> {
+    let (runs, probe_for, rounds) = if options.quick {
+        (3, Duration::from_secs(4), 3)
+    } else {
+        (9, Duration::from_secs(20), 10)
+    };
+    let mut figures = Vec::new();
+    let mut comparisons = Vec::new();
+    eprintln!("bench: stack start-up ({runs} runs each)");
+    stack::figures(runs, &mut figures, &mut comparisons).await?;
+    eprintln!("bench: lag accuracy");
+    lag::figures(probe_for, rounds, &mut figures, &mut comparisons).await?;
+    eprintln!("bench: the workspace's benchmarks (cargo bench)");
+    workspace_benches(project, options.quick, &mut figures, &mut comparisons)?;
+    let report = Report {
+        machine: Machine {
+            quick: options.quick,
+            ..machine(project)?
+        },
+        figures,
+        comparisons,
+    };
+    let dir = project.root().join("target").join("drr").join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let markdown = report.markdown();
+    std::fs::write(dir.join("report.md"), &markdown)?;
+    print!("{markdown}");
+    Ok(dir.join("report.md"))
+}
+
+/// Runs `cargo bench` for the workspace and collects what it reports.
+fn workspace_benches(
+    project: &Project,
+    quick: bool,
+    figures: &mut Vec<Figure>,
+    comparisons: &mut Vec<Comparison>,
+) -> Result<()> {
+    let mut args = vec!["bench", "--workspace", "--", "--noplot"];
+    if quick {
+        args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo).args(args).dir(project.root());
+    if quick {
+        command = command.env("DRR_BENCH_QUICK", "1");
+    }
+    let output = command.read().context("`cargo bench` failed")?;
+    for line in output.lines() {
+        if let Some(json) = line.strip_prefix(FIGURE_LINE) {
+            figures.push(
+                serde_json::from_str(json).with_context(|| format!("bad figure line: {line}"))?,
+            );
+        } else if let Some(json) = line.strip_prefix(COMPARISON_LINE) {
+            comparisons.push(
+                serde_json::from_str(json)
+                    .with_context(|| format!("bad comparison line: {line}"))?,
+            );
+        }
+    }
+    criterion_figures(&project.root().join("target").join("criterion"), figures);
+    Ok(())
+}
+
+/// Criterion's per-benchmark medians (`new/estimates.json`), in ns.
+fn criterion_figures(dir: &Path, figures: &mut Vec<Figure>) {
+    let mut found = Vec::new();
+    collect_estimates(dir, dir, &mut found);
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, median_ns, samples) in found {
+        let samples = if samples.is_empty() {
+            vec![median_ns]
+        } else {
+            samples
+        };
+        figures.push(Figure {
+            group: "4. router and classifier (criterion)".into(),
+            name,
+            unit: "ns".into(),
+            samples,
+        });
+    }
+}
+
+fn collect_estimates(root: &Path, dir: &Path, out: &mut Vec<(String, f64, Vec<f64>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let estimates = path.join("new").join("estimates.json");
+        if let Ok(text) = std::fs::read_to_string(&estimates) {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(median) = value["median"]["point_estimate"].as_f64() {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let samples = std::fs::read_to_string(path.join("new").join("sample.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .map(|v| per_iteration(&v))
+                    .unwrap_or_default();
+                out.push((name, median, samples));
+            }
+        } else {
+            collect_estimates(root, &path, out);
+        }
+    }
+}
+
+/// Criterion's `sample.json`: total times and iteration counts per sample.
+fn per_iteration(sample: &serde_json::Value) -> Vec<f64> {
+    let (Some(iters), Some(times)) = (sample["iters"].as_array(), sample["times"].as_array())
+    else {
+        return Vec::new();
+    };
+    iters
+        .iter()
+        .zip(times)
+        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?))
+        .collect()
+}
+
+fn machine(project: &Project) -> Result<Machine> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
+        .map_or_else(|| "unknown CPU".to_owned(), |s| s.trim().to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .dir(project.root())
+        .read()
+        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
+    Ok(Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        memory_gib: kib / 1024.0 / 1024.0,
+        postgres: crate::native::Binaries::find(project.spec().postgres_major)?.version,
+        commit,
+        quick: false,
+    })
+}

@@ -1,0 +1,224 @@
+//! The benchmark report: figures (median, min and max over repeated runs),
+//! comparisons measured side by side, and the machine they ran on.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of a line a benchmark binary prints to hand a figure to
+/// `cargo xtask bench` (the rest of the line is a [`Figure`] as JSON).
+pub const FIGURE_LINE: &str = "DRR-BENCH ";
+/// Prefix of a line carrying a [`Comparison`] as JSON.
+pub const COMPARISON_LINE: &str = "DRR-BENCH-COMPARISON ";
+
+/// One measured quantity over repeated runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Section of the report, e.g. `stack`.
+    pub group: String,
+    /// What was measured, e.g. `cold up, primary + 2 replicas`.
+    pub name: String,
+    /// Unit of the samples, e.g. `ms`.
+    pub unit: String,
+    /// One value per run.
+    pub samples: Vec<f64>,
+}
+
+/// Two figures measured alternately in one run, and how they compare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Section of the report.
+    pub group: String,
+    /// What is compared.
+    pub name: String,
+    /// The first alternative (usually drr).
+    pub a: Figure,
+    /// The second alternative (usually the baseline).
+    pub b: Figure,
+}
+
+/// Where the numbers come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model from /proc/cpuinfo.
+    pub cpu: String,
+    /// Logical cores.
+    pub cores: usize,
+    /// Memory in GiB.
+    pub memory_gib: f64,
+    /// Postgres server version.
+    pub postgres: String,
+    /// `git rev-parse HEAD` of the workspace.
+    pub commit: String,
+    /// Whether `--quick` was given.
+    pub quick: bool,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// Every figure, in order.
+    pub figures: Vec<Figure>,
+    /// Every side-by-side comparison.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// Median, p99 (nearest rank), min and max of a figure's samples (`None`
+/// when empty).
+pub fn stats(samples: &[f64]) -> Option<(f64, f64, f64, f64)> {
+    let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    Some((
+        median,
+        crate::probe::percentile(&sorted, 99.0),
+        sorted[0],
+        sorted[n - 1],
+    ))
+}
+
+fn number(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+impl Report {
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let m = &self.machine;
+        let mut out = String::from("# drr benchmark report\n\n");
+        let _ = writeln!(
+            out,
+            "Machine: {}, {} cores, {:.0} GiB; PostgreSQL {}; commit {}{}.\n",
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.postgres,
+            m.commit,
+            if m.quick { "; `--quick`" } else { "" }
+        );
+        out.push_str(
+            "Each figure is the median over its runs (or samples), with p99, min and max.\n",
+        );
+        let mut groups: Vec<&str> = self.figures.iter().map(|f| f.group.as_str()).collect();
+        groups.extend(self.comparisons.iter().map(|c| c.group.as_str()));
+        groups.dedup();
+        let mut seen = Vec::new();
+        for group in groups {
+            if seen.contains(&group) {
+                continue;
+            }
+            seen.push(group);
+            let _ = writeln!(out, "\n## {group}\n");
+            let figures: Vec<&Figure> = self.figures.iter().filter(|f| f.group == group).collect();
+            if !figures.is_empty() {
+                out.push_str("| figure | median | p99 | min | max | unit | runs |\n|---|---:|---:|---:|---:|---|---:|\n");
+                for f in figures {
+                    if let Some((median, p99, min, max)) = stats(&f.samples) {
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} | {} | {} | {} | {} |",
+                            f.name,
+                            number(median),
+                            number(p99),
+                            number(min),
+                            number(max),
+                            f.unit,
+                            f.samples.len()
+                        );
+                    }
+                }
+            }
+            let comparisons: Vec<&Comparison> = self
+                .comparisons
+                .iter()
+                .filter(|c| c.group == group)
+                .collect();
+            if !comparisons.is_empty() {
+                out.push_str(
+                    "\n| comparison (measured alternately) | A | median A | B | median B | B / A |\n|---|---|---:|---|---:|---:|\n",
+                );
+                for c in comparisons {
+                    if let (Some((a, ..)), Some((b, ..))) =
+                        (stats(&c.a.samples), stats(&c.b.samples))
+                    {
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} {} | {} | {} {} | {:.2} |",
+                            c.name,
+                            c.a.name,
+                            number(a),
+                            c.a.unit,
+                            c.b.name,
+                            number(b),
+                            c.b.unit,
+                            b / a
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max() {
+        assert_eq!(stats(&[3.0, 1.0, 2.0]), Some((2.0, 3.0, 1.0, 3.0)));
+        assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]), Some((2.5, 4.0, 1.0, 4.0)));
+        assert_eq!(stats(&[]), None);
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_figure_and_a_ratio_per_comparison() {
+        let figure = |name: &str, samples: Vec<f64>| Figure {
+            group: "stack".into(),
+            name: name.into(),
+            unit: "ms".into(),
+            samples,
+        };
+        let report = Report {
+            machine: Machine {
+                cpu: "cpu".into(),
+                cores: 2,
+                memory_gib: 24.0,
+                postgres: "15.18".into(),
+                commit: "abc".into(),
+                quick: true,
+            },
+            figures: vec![figure("cold up", vec![500.0, 700.0, 600.0])],
+            comparisons: vec![Comparison {
+                group: "stack".into(),
+                name: "start-up".into(),
+                a: figure("drr", vec![500.0]),
+                b: figure("script", vec![1500.0]),
+            }],
+        };
+        let md = report.markdown();
+        assert!(
+            md.contains("| cold up | 600 | 700 | 500 | 700 | ms | 3 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 3.00 |"), "{md}");
+        assert_eq!(md.matches("## stack").count(), 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! Stack figures: cold `up` (template cached and not), warm `up`, `down`,
+//! each split by step, and the hand-written `pg_ctl`/`pg_basebackup` script
+//! users have today, measured alternately with drr's cold `up`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::report::{Comparison, Figure};
+use crate::command::Command;
+use crate::native::{Binaries, Native, ServerUser, StateDir};
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::spec::{Node, Replica, Role, StackSpec};
+
+const BASELINE_SCRIPT: &str = include_str!("baseline-up.sh");
+
+/// A spec with `replicas` replicas (3000 ms behind) on free ports.
+pub fn spec(name: &str, delays_ms: &[u64]) -> Result<StackSpec> {
+    let ports = free_ports(delays_ms.len() + 1)?;
+    let mut spec = StackSpec::new(name, 15)
+        .primary(Node::new("primary", ports[0]))
+        .role(Role::login("app", "pass").createdb())
+        .database("app", "app");
+    for (i, delay) in delays_ms.iter().enumerate() {
+        let replica = Replica::new(&format!("replica{}", i + 1), ports[i + 1])
+            .delay(Duration::from_millis(*delay));
+        spec = spec.replica(replica);
+    }
+    Ok(spec)
+}
+
+/// `n` distinct free loopback ports.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<std::io::Result<Vec<u16>>>()
+        .context("cannot find free ports")
+}
+
+/// A temporary directory the server user can reach.
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    Ok(dir)
+}
+
+/// A throw-away native stack in a temporary directory.
+pub struct BenchStack {
+    /// The stack's project.
+    pub project: Project,
+    dir: tempfile::TempDir,
+    cache: std::path::PathBuf,
+}
+
+impl BenchStack {
+    /// A stopped stack for `spec` using the template cache `cache`. Bench
+    /// stacks share one project root (`cache`'s parent), hence one set of
+    /// generated passwords, hence one template.
+    pub fn new(spec: StackSpec, cache: &Path) -> Result<BenchStack> {
+        let dir = scratch_dir("drr-bench-")?;
+        let project = Project::new(spec, cache.join("project"))?;
+        Ok(BenchStack {
+            project,
+            dir,
+            cache: cache.to_owned(),
+        })
+    }
+
+    /// The native backend on this stack's directories.
+    pub fn native(&self) -> Result<Native<'_>> {
+        Native::with_state(
+            &self.project,
+            StateDir::at(self.dir.path().join("state"), &self.cache),
+        )
+    }
+}
+
+impl Drop for BenchStack {
+    fn drop(&mut self) {
+        if let Ok(native) = self.native() {
+            let _ = native.destroy(&mut Progress::new(true));
+        }
+    }
+}
+
+/// Which part of `up` a progress step belongs to.
+fn step_kind(label: &str) -> &'static str {
+    if label.starts_with("template") {
+        "template (initdb + roles, cache miss only)"
+    } else if label.starts_with("copy template") || label.starts_with("base backup") {
+        "copy template / base backup"
+    } else if label.starts_with("start ") {
+        "start servers"
+    } else {
+        "readiness (logins, streaming)"
+    }
+}
+
+/// Times one `up` and returns its total and per-kind step times.
+async fn timed_up(native: &Native<'_>) -> Result<(f64, Vec<(&'static str, f64)>)> {
+    let mut progress = Progress::new(true);
+    let start = Instant::now();
+    native.up(&mut progress).await?;
+    let total = ms(start.elapsed());
+    let mut kinds: Vec<(&'static str, f64)> = Vec::new();
+    for (label, took) in progress.steps() {
+        let kind = step_kind(label);
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, sum)) => *sum += ms(*took),
+            None => kinds.push((kind, ms(*took))),
+        }
+    }
+    Ok((total, kinds))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn figure(name: String, unit: &str, samples: Vec<f64>) -> Figure {
+    Figure {
+        group: "1. stack".into(),
+        name,
+        unit: unit.into(),
+        samples,
+    }
+}
+
+/// Runs the stack figures with `runs` repetitions each.
+pub async fn figures(
+    runs: usize,
+    figures: &mut Vec<Figure>,
+    comparisons: &mut Vec<Comparison>,
+) -> Result<()> {
+    let bins = Binaries::find(15)?;
+    let user = ServerUser::resolve()?;
+    for replicas in [1usize, 2] {
+        let what = format!(
+            "primary + {replicas} replica{}",
+            if replicas > 1 { "s" } else { "" }
+        );
+        let delays = vec![3000; replicas];
+        // First up on an empty cache: builds the template.
+        let cold_cache = scratch_dir("drr-bench-cache-")?;
+        let first = BenchStack::new(spec("bench", &delays)?, cold_cache.path())?;
+        let (first_total, _) = timed_up(&first.native()?).await?;
+        drop(first);
+        figures.push(figure(
+            format!("first up, empty template cache, {what}"),
+            "ms",
+            vec![first_total],
+        ));
+
+        let (mut cold, mut warm, mut down, mut baseline) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut steps: Vec<(&'static str, Vec<f64>)> = Vec::new();
+        for _ in 0..runs {
+            let stack = BenchStack::new(spec("bench", &delays)?, cold_cache.path())?;
+            let native = stack.native()?;
+            let (total, kinds) = timed_up(&native).await?;
+            cold.push(total);
+            for (kind, took) in kinds {
+                match steps.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, v)) => v.push(took),
+                    None => steps.push((kind, vec![took])),
+                }
+            }
+            warm.push(timed_up(&native).await?.0);
+            let start = Instant::now();
+            native.down(&mut Progress::new(true))?;
+            down.push(ms(start.elapsed()));
+            drop(native);
+            drop(stack);
+            if replicas == 1 {
+                baseline.push(baseline_up(&bins, user.as_ref())?);
+            }
+        }
+        figures.push(figure(format!("cold up, {what}"), "ms", cold.clone()));
+        for (kind, samples) in steps {
+            figures.push(figure(
+                format!("  cold up step: {kind}, {what}"),
+                "ms",
+                samples,
+            ));
+        }
+        figures.push(figure(
+            format!("warm up (already running), {what}"),
+            "ms",
+            warm,
+        ));
+        figures.push(figure(format!("down, {what}"), "ms", down));
+        if replicas == 1 {
+            comparisons.push(Comparison {
+                group: "6. against what users have today".into(),
+                name: "start primary + 1 delayed replica".into(),
+                a: figure("drr cold up".into(), "ms", cold),
+                b: figure("pg_ctl/pg_basebackup script".into(), "ms", baseline),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs the baseline script once in a fresh directory; returns its time.
+fn baseline_up(bins: &Binaries, user: Option<&ServerUser>) -> Result<f64> {
+    let dir = scratch_dir("drr-bench-baseline-")?;
+    if let Some(user) = user {
+        user.chown(dir.path())?;
+    }
+    let script = dir.path().join("baseline-up.sh");
+    std::fs::write(&script, BASELINE_SCRIPT)?;
+    let ports = free_ports(2)?;
+    let start = Instant::now();
+    let result = Command::new("bash")
+        .args([
+            script.as_os_str(),
+            bins.dir().as_os_str(),
+            dir.path().as_os_str(),
+        ])
+        .args([ports[0].to_string(), ports[1].to_string()])
+        .dir(dir.path())
+        .as_user(user)
+        .read();
+    let took = ms(start.elapsed());
+    for node in ["replica", "primary"] {
+        let data = dir.path().join(node);
+        if data.exists() {
+            let _ = Command::new(bins.path("pg_ctl"))
+                .args(["stop", "-m", "immediate", "-D"])
+                .args([data.as_os_str()])
+                .as_user(user)
+                .read();
+        }
+    }
+    result.context("the baseline script failed")?;
+    Ok(took)
+}
