@@ -143,6 +143,13 @@ pub fn classify(sql: &str) -> Classification {
 }
 
 fn parse_and_check(sql: &str) -> Result<(), Reason> {
+    // Only these can start a read: anything else goes to the primary
+    // without the cost of a parse.
+    let keyword = first_keyword(sql);
+    let may_read = ["", "select", "with", "values", "table", "show"];
+    if !may_read.iter().any(|k| keyword.eq_ignore_ascii_case(k)) {
+        return Err(Reason::NotAQuery);
+    }
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .or_else(|err| match table_shorthand(sql) {
             // The parser lacks `TABLE name`, PostgreSQL's `SELECT * FROM name`.
@@ -161,6 +168,53 @@ fn parse_and_check(sql: &str) -> Result<(), Reason> {
         Statement::ShowVariable { .. } => Ok(()),
         _ => Err(Reason::NotAQuery),
     }
+}
+
+/// The first word of `sql` after whitespace and comments; empty if it does
+/// not start with a letter (a parenthesis, say), which leaves the decision to
+/// the parser.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(comment) = rest.strip_prefix("--") {
+            rest = comment
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if rest.starts_with("/*") {
+            rest = after_block_comment(rest).trim_start();
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The text after the block comment `sql` starts with, counting nested
+/// comments as PostgreSQL does; empty if it never ends.
+fn after_block_comment(sql: &str) -> &str {
+    let bytes = sql.as_bytes();
+    let (mut depth, mut i) = (0_usize, 0);
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return &sql[i..];
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    ""
 }
 
 /// `TABLE name` spelled as `SELECT * FROM name`.

@@ -155,7 +155,12 @@ impl Error {
 /// or the chain of I/O errors.
 fn describe(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
-        return format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
     }
     let mut text = err.to_string();
     let mut cause = std::error::Error::source(err);
