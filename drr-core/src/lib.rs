@@ -1,4 +1,144 @@
-//! Read/write routing for PostgreSQL read replicas.
+//! Read/write routing for PostgreSQL read replicas, on tokio-postgres and
+//! deadpool-postgres: pooling, lag awareness, read-your-writes.
+//!
+//! A [`Router`] holds a pool for one primary and each replica. Plain calls
+//! are classified by a real SQL parser: only statements proven read-only go
+//! to a replica. A background monitor tracks every replica's health and
+//! replay position; sessions make sure a user's reads never miss that
+//! user's writes.
+//!
+//! ```no_run
+//! use drr_core::{Router, RouterConfig};
+//!
+//! # async fn example() -> drr_core::Result<()> {
+//! // DRR_PRIMARY_URL and DRR_REPLICA_URLS, as printed by `cargo xtask env`.
+//! let router = Router::connect(RouterConfig::from_env()?).await?;
+//!
+//! // One session per request. Its reads see its own writes
+//! // (read-your-writes is the default).
+//! let session = router.session();
+//! session
+//!     .execute("INSERT INTO notes (body) VALUES ($1)", &[&"hello"])
+//!     .await?; // on the primary
+//! let rows = session.query("SELECT body FROM notes", &[]).await?; // a replica that has it
+//! assert!(!rows.is_empty());
+//!
+//! // Hand the session's position to the next request, e.g. as a header.
+//! if let Some(token) = session.token() {
+//!     println!("x-drr-lsn: {token}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behavior
+//!
+//! **Classification.** `query`, `query_one`, `query_opt` and `execute` on a
+//! [`Router`] or [`Session`] go to a replica only if the statement is a
+//! single `SELECT`, `WITH`, `VALUES`, `TABLE` or `SHOW` with no locking
+//! clause (`FOR UPDATE`, `FOR SHARE`, ...), no data-modifying CTE, no
+//! `SELECT ... INTO`, and no call to a function known to write or to need the
+//! primary (`nextval`, `setval`, `pg_advisory_lock`, `pg_notify`, ...).
+//! Everything else goes to the primary: other statements, several
+//! statements, text that does not parse, and anything containing the
+//! [`PRIMARY_HINT`] `/* drr:primary */`. The [`REPLICA_HINT`]
+//! `/* drr:replica */` asserts a statement is read-only: if it is not
+//! provably so, the call fails ([`Error::is_hint_refused`]). Results are
+//! cached per SQL text. [`classify`] is the classifier itself.
+//!
+//! **Choosing a replica.** A replica serves reads if the last health check
+//! reached it, it is in recovery, it is not banned, and it is within
+//! [`MaxLag`]. Among those, [`Balance`] picks one: round-robin (default),
+//! random, or least outstanding requests.
+//!
+//! **Consistency** ([`Consistency`], per router default, per session, or per
+//! call with [`Session::replica_with`]):
+//! - `Eventual`: any eligible replica.
+//! - `PinAfterWrite(d)`: for `d` after a session's write, its reads go to
+//!   the primary.
+//! - `ReadYourWrites` (default): after each write the session takes the
+//!   primary's WAL position as an [`LsnToken`]. A read goes to an eligible
+//!   replica that has replayed it; if none has, it waits up to
+//!   [`RouterConfig::max_wait`] on the most advanced one, polling its replay
+//!   position (`WAIT FOR LSN` on PostgreSQL 19 and later); then it falls
+//!   back.
+//!
+//! Calls on the [`Router`] itself remember nothing and read eventually.
+//!
+//! **Failures.** The monitor bans a replica it cannot reach for
+//! [`RouterConfig::ban_duration`]; so does a read that fails to connect. A
+//! read that fails on a replica with a connection error, a read-only
+//! violation (a writing function we did not know), or a recovery conflict
+//! is retried once elsewhere. Writes are never retried. When no replica may
+//! serve a read, it goes to the primary, or fails if [`Fallback::Error`] is
+//! set. [`Router::stats`] counts reads, writes, retries, fallbacks by
+//! reason, waits and bans per node.
+//!
+//! **Lag** in bytes is the primary's position minus the replica's replay
+//! position. Lag in time is how long ago the primary first wrote past the
+//! replica's replay position, so a caught-up replica of an idle primary has
+//! none (unlike `now() - pg_last_xact_replay_timestamp()`).
+//!
+//! # Consistency modes
+//!
+//! Eventual reads, for data where a little staleness is fine:
+//!
+//! ```no_run
+//! use drr_core::{Consistency, Router, RouterConfig};
+//! # async fn example() -> drr_core::Result<()> {
+//! let config = RouterConfig::from_env()?.consistency(Consistency::Eventual);
+//! let router = Router::connect(config).await?;
+//! let count: i64 = router.query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Pin after write, as Rails does with its two seconds:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use drr_core::{Consistency, Router};
+//! # async fn example(router: Router) -> drr_core::Result<()> {
+//! let session = router.session_with(Consistency::PinAfterWrite(Duration::from_secs(2)));
+//! session.execute("UPDATE notes SET body = $1 WHERE id = 1", &[&"edited"]).await?;
+//! // Within two seconds of the write: read from the primary.
+//! let row = session.query_one("SELECT body FROM notes WHERE id = 1", &[]).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Read-your-writes across requests, with the token in a header or cookie:
+//!
+//! ```no_run
+//! use drr_core::{Consistency, LsnToken, Router};
+//! # async fn example(router: Router, header: Option<&str>) -> drr_core::Result<()> {
+//! // The request carries the token from an earlier response, if any.
+//! let mut session = router.session_with(Consistency::ReadYourWrites);
+//! if let Some(token) = header.and_then(|h| h.parse::<LsnToken>().ok()) {
+//!     session = session.with_token(token);
+//! }
+//! let rows = session.query("SELECT body FROM notes", &[]).await?;
+//!
+//! // Transactions: read-write on the primary, read-only on a replica.
+//! let tx = session.transaction().await?;
+//! tx.execute("INSERT INTO notes (body) VALUES ('a')", &[]).await.ok();
+//! tx.commit().await?; // the session's token now covers this commit
+//! let snapshot = session.read_transaction().await?; // REPEATABLE READ, READ ONLY
+//! let n: i64 = snapshot.query_one("SELECT count(*) FROM notes", &[]).await.map(|r| r.get(0)).unwrap_or(0);
+//! snapshot.commit().await?;
+//! let next = session.token().map(|t| t.to_string()); // send back as x-drr-lsn
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | Feature | Description | Extra dependencies | Default |
+//! |---------|-------------|--------------------|---------|
+//! | (none)  | Everything above. A `testing` feature with helpers for test suites is planned. | | |
+//!
+//! The [`env`](mod@env) module names the environment variables, and [`wal`] holds the
+//! WAL-position queries the router uses, for test harnesses.
 #![deny(missing_docs)]
 
 pub use classify::{Classification, PRIMARY_HINT, REPLICA_HINT, Reason, classify};
