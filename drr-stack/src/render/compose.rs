@@ -6,6 +6,11 @@
 //! the official `postgres` image and with a plain Debian root filesystem that
 //! has the `postgresql-NN` package. Generated passwords are never rendered:
 //! the file interpolates them from the environment `cargo xtask` provides.
+//!
+//! The file works with Compose v1 (`docker-compose` 1.27+) and v2 (`docker
+//! compose`): it has no top-level `name` (v1 rejects it), so the project name
+//! comes from `-p`, which the compose backend always passes. Every service and
+//! volume carries the label [`STACK_LABEL`] so that leftovers can be found.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +22,13 @@ use super::PREAMBLE;
 use super::entrypoint::{MOUNT_PATH, NODE_CONFIG_DIR};
 use crate::spec::{Member, StackSpec};
 
+/// Label on every service and volume: its value is the stack name.
+pub const STACK_LABEL: &str = "dev.drr.stack";
+
+/// Environment variable that replaces the spec's image at `compose up` time
+/// (e.g. `DRR_IMAGE=drr/postgres:15` after `cargo xtask image`).
+pub const IMAGE_ENV: &str = "DRR_IMAGE";
+
 /// Where each service's named volume is mounted.
 pub const VOLUME_MOUNT: &str = "/var/lib/postgresql";
 
@@ -27,7 +39,6 @@ pub const PGDATA: &str = "/var/lib/postgresql/drr-data";
 /// The complete `docker-compose.yaml` of `spec`.
 pub fn docker_compose_yaml(spec: &StackSpec) -> String {
     let file = ComposeFile {
-        name: spec.name.clone(),
         services: InOrder(
             spec.members()
                 .map(|m| (m.node().name.clone(), service(spec, m)))
@@ -35,7 +46,12 @@ pub fn docker_compose_yaml(spec: &StackSpec) -> String {
         ),
         volumes: InOrder(
             spec.nodes()
-                .map(|n| (volume_name(&n.name), Volume {}))
+                .map(|n| {
+                    let volume = Volume {
+                        labels: labels(spec),
+                    };
+                    (volume_name(&n.name), volume)
+                })
                 .collect(),
         ),
     };
@@ -82,7 +98,8 @@ fn service(spec: &StackSpec, member: Member<'_>) -> Service {
         }
     }
     Service {
-        image: spec.image.clone(),
+        image: format!("${{{IMAGE_ENV}:-{}}}", spec.image),
+        labels: labels(spec),
         user: "postgres",
         entrypoint: vec!["sh".to_owned(), MOUNT_PATH.to_owned()],
         environment,
@@ -114,6 +131,11 @@ fn service(spec: &StackSpec, member: Member<'_>) -> Service {
     }
 }
 
+/// The labels of every service and volume of `spec`.
+fn labels(spec: &StackSpec) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([(STACK_LABEL, spec.name.clone())])
+}
+
 /// `${NAME:?...}`: compose refuses to start without the variable set.
 fn secret(name: &str) -> String {
     format!(
@@ -132,7 +154,6 @@ fn host_ip(listen: IpAddr) -> String {
 /// The top level of the file.
 #[derive(Serialize)]
 struct ComposeFile {
-    name: String,
     services: InOrder<Service>,
     volumes: InOrder<Volume>,
 }
@@ -141,6 +162,7 @@ struct ComposeFile {
 #[derive(Serialize)]
 struct Service {
     image: String,
+    labels: BTreeMap<&'static str, String>,
     user: &'static str,
     entrypoint: Vec<String>,
     environment: BTreeMap<&'static str, String>,
@@ -167,9 +189,11 @@ struct DependsOn {
     condition: &'static str,
 }
 
-/// A named volume with the engine's defaults.
+/// A named volume with the engine's defaults, labelled with the stack.
 #[derive(Serialize)]
-struct Volume {}
+struct Volume {
+    labels: BTreeMap<&'static str, String>,
+}
 
 /// A map serialized in insertion order: services and volumes follow the
 /// spec (primary first) rather than the alphabet.
@@ -240,6 +264,26 @@ mod tests {
         }
         let replica = &doc["services"]["replica1"]["environment"];
         assert!(replica.get("DRR_SUPERUSER_PASSWORD").is_none());
+    }
+
+    #[test]
+    fn every_service_and_volume_carries_the_stack_label() {
+        let doc = parse(&docker_compose_yaml(&default_spec()));
+        assert!(doc.get("name").is_none(), "compose v1 rejects `name`");
+        for section in ["services", "volumes"] {
+            for (key, item) in doc[section].as_object().unwrap() {
+                assert_eq!(item["labels"][STACK_LABEL], "drr", "{section}.{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_image_can_be_replaced_from_the_environment() {
+        let doc = parse(&docker_compose_yaml(&default_spec()));
+        assert_eq!(
+            doc["services"]["replica1"]["image"],
+            "${DRR_IMAGE:-postgres:15.15-bookworm}"
+        );
     }
 
     #[test]
