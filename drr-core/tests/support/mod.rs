@@ -89,6 +89,18 @@ impl Stack {
     }
 }
 
+/// The superuser URL for the primary (`DRR_ADMIN_PRIMARY_URL`), exported by
+/// `cargo xtask test` for tests that need more than the application role.
+pub fn admin_primary_url() -> String {
+    match std::env::var("DRR_ADMIN_PRIMARY_URL") {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!(
+            "DRR_ADMIN_PRIMARY_URL is not set: this test needs superuser access to the local stack. \
+             Run the tests with `cargo xtask test`."
+        ),
+    }
+}
+
 /// A table name no other test (in this or another process) uses.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

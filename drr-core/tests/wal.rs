@@ -1,0 +1,108 @@
+//! WAL positions on the real stack: the read-your-writes token when the
+//! primary's insert position sits just past a WAL page header.
+//! Run through `cargo xtask test` (see `support::stack`).
+
+mod support;
+
+use std::time::Duration;
+
+use drr_core::{Lsn, wal};
+use support::{admin_primary_url, direct, eventually, stack};
+
+/// Pads the WAL with a non-transactional logical message so that the last
+/// record ends exactly on a page boundary, in one statement to leave other
+/// sessions little room to interfere.
+const PAD_TO_PAGE_BOUNDARY: &str = r#"
+DO $$
+DECLARE
+    block int := current_setting('wal_block_size')::int;
+    remaining int;
+BEGIN
+    remaining := block - ((pg_current_wal_insert_lsn() - '0/0'::pg_lsn) % block)::int;
+    IF remaining < 400 THEN
+        PERFORM pg_logical_emit_message(false, 'drr', repeat('x', 1000));
+        remaining := block - ((pg_current_wal_insert_lsn() - '0/0'::pg_lsn) % block)::int;
+    END IF;
+    -- Record header 24, long data header 5, message header 24, prefix 'drr\0' 4.
+    PERFORM pg_logical_emit_message(false, 'drr', repeat('x', remaining - 57));
+END
+$$"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_at_a_page_boundary_is_reachable() {
+    let stack = stack();
+    let primary = direct(&admin_primary_url()).await;
+    let insert_lsn = async || -> Lsn {
+        let row = primary
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .expect("insert lsn");
+        row.get::<_, String>(0).parse().expect("lsn")
+    };
+
+    let mut provoked = None;
+    for _ in 0..50 {
+        primary
+            .batch_execute(PAD_TO_PAGE_BOUNDARY)
+            .await
+            .expect("pad the WAL");
+        let before = insert_lsn().await;
+        let token = wal::commit_token(&primary).await.expect("token");
+        let after = insert_lsn().await;
+        // Only conclusive if nothing else wrote WAL meanwhile.
+        if before == after && before.as_u64() % 8192 == 24 {
+            provoked = Some((before, token));
+            break;
+        }
+    }
+    let Some((insert, token)) = provoked else {
+        eprintln!(
+            "SKIPPING: other WAL traffic kept the insert position off a page boundary in 50 tries"
+        );
+        return;
+    };
+    let boundary = Lsn::from(insert.as_u64() - 24);
+    assert_eq!(
+        token.lsn(),
+        boundary,
+        "the token must be the boundary, not the position past the page header"
+    );
+
+    // Every replica reaches the token, even if the primary is idle now.
+    let delay = Duration::from_millis(stack.delays_ms.iter().copied().max().unwrap_or(0));
+    for url in &stack.replica_urls {
+        let replica = direct(url).await;
+        eventually(
+            "a replica to replay up to the token",
+            delay + Duration::from_secs(20),
+            || async {
+                let state = wal::replay_state(&replica).await.expect("replay state");
+                assert!(state.in_recovery);
+                state.replay_lsn.is_some_and(|lsn| lsn >= token.lsn())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_state_reads_replicas_and_the_primary() {
+    let stack = stack();
+    let replica = direct(&stack.replica_urls[0]).await;
+    let state = wal::replay_state(&replica).await.expect("replica state");
+    assert!(state.in_recovery);
+    assert!(state.replay_lsn.is_some() && state.receive_lsn.is_some());
+    assert_eq!(state.pause, Some(wal::ReplayPause::NotPaused));
+    assert!(state.server_version >= 150_000);
+
+    let primary = direct(&stack.primary_url).await;
+    let state = wal::replay_state(&primary).await.expect("primary state");
+    assert!(!state.in_recovery);
+    assert_eq!((state.replay_lsn, state.pause), (None, None));
+    let written = wal::write_position(&primary).await.expect("write position");
+    let token = wal::commit_token(&primary).await.expect("token");
+    assert!(
+        token.lsn() >= written,
+        "the insert position is never behind the write position"
+    );
+}
