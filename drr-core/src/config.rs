@@ -32,7 +32,8 @@ pub enum Consistency {
     /// Causal: a read sees the session's writes. It goes to a replica that
     /// has replayed the session's [`LsnToken`](crate::LsnToken), waits a
     /// bounded time for one to get there, or falls back to the primary. The
-    /// default.
+    /// default. Taking the token costs one extra round trip to the primary
+    /// per write.
     #[default]
     ReadYourWrites,
 }
@@ -281,4 +282,46 @@ fn parse_url(url: &str, what: &str) -> Result<tokio_postgres::Config> {
     // The URL may hold a password: name the node, never echo the URL.
     tokio_postgres::Config::from_str(url.trim())
         .map_err(|err| Error::config(format!("invalid connection URL for {what}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_named_in_order_and_names_are_unique() {
+        let config = RouterConfig::new("postgres://u@h/d")
+            .and_then(|c| c.replica("postgres://u@h:1/d"))
+            .and_then(|c| c.named_replica("eu", "postgres://u@h:2/d"))
+            .unwrap();
+        assert_eq!(
+            config.replica_names().collect::<Vec<_>>(),
+            ["replica1", "eu"]
+        );
+        assert!(
+            config
+                .clone()
+                .named_replica("eu", "postgres://u@h:3/d")
+                .unwrap_err()
+                .is_config()
+        );
+        assert!(
+            config
+                .named_replica("primary", "postgres://u@h:3/d")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let config = RouterConfig::new("host=localhost user=u").unwrap();
+        assert_eq!(config.consistency, Consistency::ReadYourWrites);
+        assert_eq!(config.fallback, Fallback::Primary);
+        assert_eq!(config.balance, Balance::RoundRobin);
+        assert_eq!(config.max_lag, MaxLag::none());
+        assert_eq!(
+            MaxLag::time(Duration::from_secs(1)).and_bytes(10).bytes,
+            Some(10)
+        );
+    }
 }

@@ -203,3 +203,30 @@ impl std::error::Error for Error {
         std::error::Error::source(&*self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_and_answer_questions() {
+        let err = Error::no_healthy_node("read", "every replica is down");
+        assert_eq!(
+            err.to_string(),
+            "no healthy node to read: every replica is down"
+        );
+        assert!(err.is_no_healthy_node() && !err.is_connection());
+        assert_eq!(err.node(), None);
+
+        let err = Error::hint_refused(Reason::Locking);
+        assert_eq!(
+            err.to_string(),
+            "the /* drr:replica */ hint was refused: the statement locks rows"
+        );
+        assert!(err.is_hint_refused());
+        assert!(!err.is_retryable_read());
+
+        let err = Error::config("bad");
+        assert!(err.is_config() && err.code().is_none());
+    }
+}

@@ -61,6 +61,7 @@ impl Drop for Inner {
 
 /// Where [`Router::route`] would send a statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Route<'r> {
     /// The node's name.
     pub node: &'r str,
