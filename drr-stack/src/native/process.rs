@@ -35,8 +35,8 @@ pub fn server_failed(log: &str) -> bool {
         let Some((_, rest)) = line.split_once("] ") else {
             return false;
         };
-        let fatal = rest.starts_with("FATAL:") || rest.starts_with("PANIC:");
-        fatal
+        // Session lines carry `user@db ` before the level.
+        rest.starts_with("FATAL:") || rest.starts_with("PANIC:")
     })
 }
 
@@ -51,10 +51,9 @@ fn is_postgres(pid: i32) -> bool {
         .next()
         .and_then(|s| s.split_whitespace().next());
     let comm = stat
-        .split('(')
-        .nth(1)
-        .and_then(|s| s.rsplit(')').last())
-        .unwrap_or_default();
+        .split_once('(')
+        .and_then(|(_, rest)| rest.rsplit_once(')'))
+        .map_or("", |(comm, _)| comm);
     state != Some("Z") && state != Some("X") && comm.starts_with("postgres")
 }
 
@@ -125,4 +124,24 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_server_failing_counts() {
+        let session = "2026-11-26 03:17:07.349 UTC [11595] postgres@postgres FATAL:  the database system is starting up";
+        let server = "2026-11-26 03:38:23.781 UTC [2429] FATAL:  recovery aborted because of insufficient parameter settings";
+        assert!(!server_failed(session));
+        assert!(server_failed(server));
+        assert!(!server_failed("2026-11-26 03:17:07.335 UTC [11587] LOG:  starting PostgreSQL 15.18"));
+    }
+
+    #[test]
+    fn this_test_process_is_not_postgres() {
+        assert!(!is_postgres(std::process::id() as i32));
+        assert!(!is_postgres(i32::MAX));
+    }
 }
