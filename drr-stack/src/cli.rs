@@ -10,12 +10,13 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::lag::{self, DelayChange};
-use crate::native::{Binaries, Native};
+use crate::native::Binaries;
 use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
+use crate::stack::Stack;
 use crate::{env, status, test_command};
 
 /// Stack commands for a PostgreSQL primary with delayed streaming replicas.
@@ -181,34 +182,29 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         .build()?;
     let spec = project.spec();
     let secrets = || Secrets::load_or_create(&project.secrets_dir());
-    let native = || -> Result<Native<'_>> {
-        anyhow::ensure!(
-            backend == Backend::Native,
-            "the {backend} backend cannot run this command yet; use `--backend native`"
-        );
-        Native::open(&project)
-    };
+    let stack = || Stack::open(&project, backend);
     match cli.command {
         Command::Gen { check } => return crate::codegen::run(&project, check),
         Command::Up => {
-            runtime.block_on(native()?.up(&mut progress))?;
+            runtime.block_on(stack()?.up(&mut progress))?;
             progress.done("stack is up");
         }
-        Command::Down => native()?.down(&mut progress)?,
+        Command::Down => stack()?.down(&mut progress)?,
         Command::Destroy { yes } => {
-            let native = native()?;
-            let question = format!(
-                "delete {} and all the stack's data?",
-                native.state().root().display()
-            );
+            let stack = stack()?;
+            let question = format!("delete {} and all the stack's data?", stack.describe_data());
             if !yes && std::io::stdin().is_terminal() && !confirm(&question)? {
                 anyhow::bail!("nothing deleted");
             }
-            native.destroy(&mut progress)?;
+            stack.destroy(&mut progress)?;
         }
         Command::Status { json } => {
-            let pids = native().map(|n| n.pids()).unwrap_or_default();
-            let nodes = runtime.block_on(status::gather(spec, &secrets()?, &pids));
+            let stack = stack().ok();
+            let pids = stack.as_ref().map(Stack::pids).unwrap_or_default();
+            let mut nodes = runtime.block_on(status::gather(spec, &secrets()?, &pids));
+            if let Some(stack) = &stack {
+                stack.annotate(&mut nodes);
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);
             } else {
@@ -260,30 +256,12 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
             return Ok(exit_code(code));
         }
         Command::Logs { node, follow } => {
-            let native = native()?;
-            let names: Vec<&str> = match &node {
-                Some(name) => {
-                    spec.nodes()
-                        .find(|n| &n.name == name)
-                        .with_context(|| unknown_node(spec, name))?;
-                    vec![name.as_str()]
-                }
-                None => spec.nodes().map(|n| n.name.as_str()).collect(),
-            };
-            let files: Vec<_> = names
-                .iter()
-                .map(|n| native.log_file(n))
-                .filter(|f| f.exists())
-                .collect();
-            anyhow::ensure!(
-                !files.is_empty(),
-                "no logs yet; start the stack with `cargo xtask up`"
-            );
-            let follow_flag = if follow { "-F" } else { "-q" };
-            let code = crate::command::Command::new("tail")
-                .args(["-n", "200", follow_flag])
-                .args(files)
-                .interactive()?;
+            if let Some(name) = &node {
+                spec.nodes()
+                    .find(|n| &n.name == name)
+                    .with_context(|| unknown_node(spec, name))?;
+            }
+            let code = stack()?.logs(spec, node.as_deref(), follow)?;
             return Ok(exit_code(code));
         }
         Command::Delay {
@@ -313,14 +291,24 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
         Command::Test { down, args, test_args } => {
             crate::codegen::check(&project)?;
-            let native = native()?;
-            runtime.block_on(native.up(&mut progress))?;
+            let stack = stack()?;
+            runtime.block_on(stack.up(&mut progress))?;
             progress.done("stack is up");
             let code = test_command::run(&project, &args, &test_args, cli.quiet);
             if down {
-                native.down(&mut progress)?;
+                stack.down(&mut progress)?;
             }
             return code;
+        }
+        Command::Image => {
+            let tag = crate::compose::image::ensure(spec.postgres_major, &mut progress)?;
+            progress.done(&format!("image {tag} is ready"));
+            if spec.image != tag {
+                eprintln!(
+                    "run the compose backend on it with `{}={tag}` (or `.image(\"{tag}\")` in the spec)",
+                    crate::render::compose::IMAGE_ENV
+                );
+            }
         }
         other => anyhow::bail!("`{other:?}` is not implemented yet"),
     }

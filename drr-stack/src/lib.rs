@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod codegen;
 pub mod command;
+pub mod compose;
 pub mod env;
 pub mod lag;
 pub mod native;
@@ -19,5 +20,6 @@ pub mod project;
 pub mod render;
 pub mod secrets;
 pub mod spec;
+pub mod stack;
 pub mod status;
 pub mod test_command;

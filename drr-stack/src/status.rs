@@ -20,6 +20,9 @@ pub struct NodeStatus {
     pub port: u16,
     /// Server process id (native) when it runs.
     pub pid: Option<i32>,
+    /// Container state as the engine words it (compose), e.g. `Up 5 seconds (healthy)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// `up` when it accepts logins, else `down`.
     pub state: &'static str,
     /// The spec's delay (replicas).
@@ -63,6 +66,7 @@ pub async fn gather(
             role: member.role_name(),
             port: node.port,
             pid: pids.get(&node.name).copied(),
+            container: None,
             state: "down",
             spec_delay_ms: None,
             current_delay_ms: None,
@@ -85,12 +89,14 @@ pub async fn gather(
                 status.replay_lag_ms = slot
                     .filter(|s| s.streaming)
                     .map(|s| s.replay_lag_ms.unwrap_or(0.0));
-                if let Ok(client) = pg::connect(spec, node, admin).await {
-                    if let Ok(replay) = pg::replay_state(&client).await {
-                        status.state = "up";
-                        status.current_delay_ms = Some(replay.delay_ms);
-                        status.replay = Some(replay.pause_state);
-                    }
+                let replay = match pg::connect(spec, node, admin).await {
+                    Ok(client) => pg::replay_state(&client).await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(replay) = replay {
+                    status.state = "up";
+                    status.current_delay_ms = Some(replay.delay_ms);
+                    status.replay = Some(replay.pause_state);
                 }
             }
         }
@@ -101,11 +107,12 @@ pub async fn gather(
 
 /// A fixed-width table for people.
 pub fn table(nodes: &[NodeStatus]) -> String {
+    let containers = nodes.iter().any(|n| n.container.is_some());
     let header = [
         "NODE",
         "ROLE",
         "PORT",
-        "PID",
+        if containers { "CONTAINER" } else { "PID" },
         "STATE",
         "DELAY (SPEC)",
         "LAG",
@@ -131,7 +138,10 @@ pub fn table(nodes: &[NodeStatus]) -> String {
                 n.node.clone(),
                 n.role.to_owned(),
                 n.port.to_string(),
-                opt(n.pid.map(|p| p.to_string())),
+                match &n.container {
+                    Some(state) => state.clone(),
+                    None => opt(n.pid.map(|p| p.to_string())),
+                },
                 n.state.to_owned(),
                 delay,
                 opt(n.replay_lag_ms.map(|l| format!("{l:.0} ms"))),
@@ -172,6 +182,7 @@ mod tests {
             role: "replica",
             port: 5433,
             pid: Some(42),
+            container: None,
             state: "up",
             spec_delay_ms: Some(3000),
             current_delay_ms: Some(5000),

@@ -1,0 +1,295 @@
+//! The compose backend: the stack as containers of the generated
+//! `compose/docker-compose.yaml`, run by `docker compose` or `docker-compose`.
+//!
+//! `up` refuses a stale `compose/` (see [`codegen::check`]), makes sure the
+//! image is on the machine, runs `compose up -d` with the generated
+//! passwords in the environment, and returns only when the primary accepts
+//! logins and every replica streams from its slot, checked over TCP on the
+//! published ports exactly as the native backend checks its processes. The
+//! containers bootstrap themselves (see [`crate::render::entrypoint`]), so
+//! data lives in named volumes and survives `down`; `destroy` removes them.
+//!
+//! **Architecture Invariant:** this module and [`image`] are the only code
+//! that runs Docker.
+
+mod engine;
+pub mod image;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+pub use engine::{Tool, check as check_engine};
+
+use crate::codegen;
+use crate::command::Command;
+use crate::pg::{self, Login};
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::render::compose::IMAGE_ENV;
+use crate::secrets::Secrets;
+use crate::spec::StackSpec;
+
+/// How long a node may take to accept logins or a replica to stream; the
+/// first start includes `initdb` and base backups inside the containers.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a wait asks the engine whether a container gave up.
+const STATE_POLL: Duration = Duration::from_millis(500);
+
+/// A compose stack: the project, its compose tool and its passwords.
+#[derive(Debug)]
+pub struct Compose<'p> {
+    project: &'p Project,
+    tool: Tool,
+    secrets: Secrets,
+}
+
+impl<'p> Compose<'p> {
+    /// Finds the compose tool and checks that the engine answers.
+    pub fn open(project: &'p Project) -> Result<Self> {
+        let tool = Tool::detect()?;
+        engine::check()?;
+        let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+        Ok(Compose {
+            project,
+            tool,
+            secrets,
+        })
+    }
+
+    fn spec(&self) -> &StackSpec {
+        self.project.spec()
+    }
+
+    /// The compose tool in use.
+    pub fn tool(&self) -> &Tool {
+        &self.tool
+    }
+
+    /// The image the services run: `DRR_IMAGE` when set, else the spec's.
+    pub fn image(&self) -> String {
+        std::env::var(IMAGE_ENV)
+            .ok()
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| self.spec().image.clone())
+    }
+
+    /// `compose -f <root>/compose/docker-compose.yaml -p <name> ARGS` with
+    /// the passwords the file interpolates.
+    fn compose<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        let file = self.project.compose_dir().join("docker-compose.yaml");
+        let mut command = self
+            .tool
+            .command()
+            .args(["-f".into(), file.into_os_string()])
+            .args(["-p", &self.spec().name])
+            .args(args)
+            .dir(self.project.root());
+        for (key, value) in self.secrets.env() {
+            command = command.env(key, value);
+        }
+        command
+    }
+
+    /// Brings the stack up; see the module docs.
+    pub async fn up(&self, progress: &mut Progress) -> Result<()> {
+        progress.step("compose/ matches the spec", || {
+            codegen::check(self.project).map_err(anyhow::Error::from)
+        })?;
+        let image = self.image();
+        if !image::exists(&image)? {
+            progress.step(&format!("pull {image}"), || {
+                self.compose(["pull", "--quiet"]).read().map(drop).with_context(|| {
+                    format!(
+                        "image {image} is not on this machine and cannot be pulled; build a local one \
+                         with `cargo xtask image` and run with `{IMAGE_ENV}={}` (or set `.image(...)` in the spec)",
+                        image::local_tag(self.spec().postgres_major)
+                    )
+                })
+            })?;
+        }
+        progress.step(
+            &format!("{} up ({image})", self.tool.describe()),
+            || {
+                self.compose(["up", "-d", "--remove-orphans"])
+                    .read()
+                    .map(drop)
+                    .with_context(|| {
+                        format!(
+                            "the containers did not start; see `cargo xtask logs --backend compose`\n{}",
+                            self.log_tails()
+                        )
+                    })
+            },
+        )?;
+        let started = Instant::now();
+        let admin = self.wait_logins().await?;
+        progress.record("nodes accept logins", started.elapsed());
+        let started = Instant::now();
+        self.wait_streaming(&admin).await?;
+        progress.record("replicas stream", started.elapsed());
+        Ok(())
+    }
+
+    /// Waits until every node accepts the superuser over TCP (and the login
+    /// role on the primary); fails early when a container stopped or keeps
+    /// restarting, with the end of its log. Returns the primary's client.
+    async fn wait_logins(&self) -> Result<tokio_postgres::Client> {
+        let spec = self.spec();
+        let admin = Login::admin(&self.secrets);
+        let mut primary = None;
+        for node in spec.nodes() {
+            let mut last_poll = Instant::now();
+            let client = pg::connect_retrying(spec, node, admin, READY_TIMEOUT, || {
+                if last_poll.elapsed() < STATE_POLL {
+                    return Ok(());
+                }
+                last_poll = Instant::now();
+                self.check_container(&node.name)
+            })
+            .await
+            .with_context(|| self.log_tail(&node.name))?;
+            if primary.is_none() {
+                primary = Some(client);
+            }
+        }
+        if let Some((role, db)) = spec.login() {
+            let login = Login {
+                user: &role.name,
+                password: &role.password,
+                database: db.map_or("postgres", |d| d.name.as_str()),
+            };
+            pg::connect(spec, &spec.primary, login).await.context(
+                "the login role cannot log in: the primary's volume was made from another spec; \
+                 run `cargo xtask destroy --backend compose` and `up` to rebuild it",
+            )?;
+        }
+        primary.context("a spec always has a primary")
+    }
+
+    /// Fails when `node`'s container exited or restarts.
+    fn check_container(&self, node: &str) -> Result<()> {
+        let states = self.states();
+        match states.get(node).map(String::as_str) {
+            Some(state) if state.starts_with("Restarting") || state.starts_with("Exited") => {
+                anyhow::bail!("the container of node `{node}` stopped ({state})")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until every replica is in recovery and streams from its slot.
+    async fn wait_streaming(&self, admin: &tokio_postgres::Client) -> Result<()> {
+        let spec = self.spec();
+        for replica in &spec.replicas {
+            let client = pg::connect(spec, &replica.node, Login::admin(&self.secrets)).await?;
+            let state = pg::replay_state(&client).await?;
+            anyhow::ensure!(
+                state.in_recovery,
+                "node `{}` is not in recovery: it is not a replica any more; run \
+                 `cargo xtask destroy --backend compose` and `up` to rebuild the stack",
+                replica.node.name
+            );
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let rows = pg::streaming(admin).await?;
+            let lagging = spec
+                .replicas
+                .iter()
+                .map(|r| r.node.name.as_str())
+                .find(|name| !rows.iter().any(|row| row.slot == *name && row.streaming));
+            let Some(first) = lagging else {
+                return Ok(());
+            };
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "replica `{first}` does not stream from the primary\n{}",
+                    self.log_tail(first)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops and removes the containers and the network; volumes are kept.
+    pub fn down(&self, progress: &mut Progress) -> Result<()> {
+        progress.step("remove containers (volumes kept)", || {
+            self.compose(["down", "--remove-orphans"]).read().map(drop)
+        })
+    }
+
+    /// Removes the containers, the network and the volumes: all the data.
+    pub fn destroy(&self, progress: &mut Progress) -> Result<()> {
+        progress.step("remove containers and volumes", || {
+            self.compose(["down", "--volumes", "--remove-orphans"])
+                .read()
+                .map(drop)
+        })
+    }
+
+    /// What `destroy` deletes, for its confirmation question.
+    pub fn describe(&self) -> String {
+        format!(
+            "the containers and volumes of compose project `{}`",
+            self.spec().name
+        )
+    }
+
+    /// Each container's state as the engine words it (e.g. `Up 5 seconds
+    /// (healthy)`), by service; empty when the engine cannot be asked.
+    pub fn states(&self) -> BTreeMap<String, String> {
+        let project = format!("label=com.docker.compose.project={}", self.spec().name);
+        let Ok(out) = Command::new("docker")
+            .args(["ps", "--all", "--filter", &project, "--format"])
+            .args(["{{.Label \"com.docker.compose.service\"}}\t{{.Status}}"])
+            .read()
+        else {
+            return BTreeMap::new();
+        };
+        out.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(service, status)| (service.to_owned(), status.to_owned()))
+            .collect()
+    }
+
+    /// Prints the containers' logs (`node` or all); returns the exit code.
+    pub fn logs(&self, node: Option<&str>, follow: bool) -> Result<i32> {
+        let mut command = self.compose(["logs", "--no-color", "--tail", "200"]);
+        if follow {
+            command = command.args(["--follow"]);
+        }
+        command.args(node).interactive()
+    }
+
+    /// The last lines of `node`'s container log, for error messages.
+    fn log_tail(&self, node: &str) -> String {
+        match self
+            .compose(["logs", "--no-color", "--tail", "20", node])
+            .read()
+        {
+            Ok(log) if !log.trim().is_empty() => {
+                format!("the end of the log of `{node}`:\n{}", log.trim_end())
+            }
+            Ok(_) => format!("the container of `{node}` has logged nothing"),
+            Err(e) => format!("cannot read the log of `{node}`: {e:#}"),
+        }
+    }
+
+    /// [`Self::log_tail`] of every node that has a container.
+    fn log_tails(&self) -> String {
+        let states = self.states();
+        self.spec()
+            .nodes()
+            .filter(|n| states.contains_key(&n.name))
+            .map(|n| self.log_tail(&n.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

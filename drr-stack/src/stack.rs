@@ -1,0 +1,121 @@
+//! The backend a stack command runs on: native processes or compose
+//! containers, behind one small set of operations.
+//!
+//! Commands that only talk SQL to the published ports (`delay`, `pause`,
+//! `resume`, `env`, `probe`) need no backend at all; the rest go through
+//! [`Stack`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+
+use crate::command::Command;
+use crate::compose::Compose;
+use crate::native::Native;
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::spec::{Backend, StackSpec};
+use crate::status::NodeStatus;
+
+/// A stack on the backend that runs it.
+#[derive(Debug)]
+pub enum Stack<'p> {
+    /// Local processes.
+    Native(Native<'p>),
+    /// `docker compose` containers.
+    Compose(Compose<'p>),
+}
+
+impl<'p> Stack<'p> {
+    /// Opens `project`'s stack on `backend` (creating nothing).
+    pub fn open(project: &'p Project, backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Native => Native::open(project).map(Stack::Native),
+            Backend::Compose => Compose::open(project).map(Stack::Compose),
+        }
+    }
+
+    /// Brings the stack up and waits until every replica streams.
+    pub async fn up(&self, progress: &mut Progress) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.up(progress).await,
+            Stack::Compose(compose) => compose.up(progress).await,
+        }
+    }
+
+    /// Stops every node; data is kept.
+    pub fn down(&self, progress: &mut Progress) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.down(progress),
+            Stack::Compose(compose) => compose.down(progress),
+        }
+    }
+
+    /// Stops every node and deletes the stack's data.
+    pub fn destroy(&self, progress: &mut Progress) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.destroy(progress),
+            Stack::Compose(compose) => compose.destroy(progress),
+        }
+    }
+
+    /// What [`Stack::destroy`] deletes, for a confirmation question.
+    pub fn describe_data(&self) -> String {
+        match self {
+            Stack::Native(native) => native.state().root().display().to_string(),
+            Stack::Compose(compose) => compose.describe(),
+        }
+    }
+
+    /// Each node's server pid (native only; containers have none worth showing).
+    pub fn pids(&self) -> BTreeMap<String, i32> {
+        match self {
+            Stack::Native(native) => native.pids(),
+            Stack::Compose(_) => BTreeMap::new(),
+        }
+    }
+
+    /// Adds what the backend knows about each node's process to `nodes`:
+    /// for compose, the container state.
+    pub fn annotate(&self, nodes: &mut [NodeStatus]) {
+        if let Stack::Compose(compose) = self {
+            let states = compose.states();
+            for node in nodes {
+                node.container = Some(
+                    states
+                        .get(&node.node)
+                        .cloned()
+                        .unwrap_or_else(|| "no container".to_owned()),
+                );
+            }
+        }
+    }
+
+    /// Prints the Postgres log of `node` (or of every node), following it
+    /// with `follow`; returns the exit code.
+    pub fn logs(&self, spec: &StackSpec, node: Option<&str>, follow: bool) -> Result<i32> {
+        let native = match self {
+            Stack::Compose(compose) => return compose.logs(node, follow),
+            Stack::Native(native) => native,
+        };
+        let names: Vec<&str> = match node {
+            Some(name) => vec![name],
+            None => spec.nodes().map(|n| n.name.as_str()).collect(),
+        };
+        let files: Vec<_> = names
+            .iter()
+            .map(|n| native.log_file(n))
+            .filter(|f| f.exists())
+            .collect();
+        anyhow::ensure!(
+            !files.is_empty(),
+            "no logs yet; start the stack with `cargo xtask up`"
+        );
+        let follow_flag = if follow { "-F" } else { "-q" };
+        Command::new("tail")
+            .args(["-n", "200", follow_flag])
+            .args(files)
+            .interactive()
+            .context("cannot print the logs")
+    }
+}

@@ -1,0 +1,248 @@
+//! The compose backend on a real Docker engine, with the local image that
+//! `cargo xtask image` builds: a clean start, each replica's delay, a live
+//! delay change, pause and resume, and data kept across `down` and `up`.
+//!
+//! The test needs a Docker engine and a compose tool. Without an engine it
+//! prints why it was skipped and passes; with an engine but no compose tool,
+//! or no way to build the image, it is skipped locally and fails under
+//! `CI=true`. It uses its own stack name, free ports and a temporary
+//! workspace, and removes its containers and volumes even when it fails.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use drr_stack::codegen::{self, Mode};
+use drr_stack::command::Command;
+use drr_stack::compose::{self, Compose, image};
+use drr_stack::lag::{self, DelayChange};
+use drr_stack::progress::Progress;
+use drr_stack::project::Project;
+use drr_stack::render;
+use drr_stack::secrets::Secrets;
+use drr_stack::spec::StackSpec;
+use drr_stack::stack::Stack;
+use drr_stack::status;
+use support::{time_until_visible, visible};
+use tokio_postgres::Client;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Why the test cannot run here, or `None` when it can. Panics under CI
+/// when Docker is there but the rest is not.
+fn missing_prerequisite() -> Option<String> {
+    if let Err(e) = compose::check_engine() {
+        return Some(format!("no Docker engine: {e:#}"));
+    }
+    let required = |reason: String| {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI has a Docker engine, so the compose tests must run, but {reason}");
+        }
+        Some(reason)
+    };
+    if let Err(e) = compose::Tool::detect() {
+        return required(format!("no compose tool: {e:#}"));
+    }
+    let built = image::exists(&image::local_tag(15)).unwrap_or(false);
+    if !built
+        && Command::new("mmdebstrap")
+            .args(["--version"])
+            .read()
+            .is_err()
+    {
+        return required(
+            "drr/postgres:15 is not built and mmdebstrap is not installed \
+             (`apt-get install -y mmdebstrap`, then `cargo xtask image`)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// A compose stack in a temporary workspace; its containers and volumes
+/// are removed on drop, whatever happened.
+struct ComposeStack {
+    project: Project,
+    _dir: tempfile::TempDir,
+}
+
+impl ComposeStack {
+    /// Writes `compose/` for `spec` into a fresh temporary workspace.
+    fn new(spec: StackSpec) -> ComposeStack {
+        let dir = tempfile::Builder::new()
+            .prefix("drr-compose-test-")
+            .tempdir()
+            .expect("temp dir");
+        let project = Project::new(spec, dir.path()).expect("valid spec");
+        codegen::sync(
+            &project.compose_dir(),
+            &render::compose_dir(project.spec()),
+            Mode::Write,
+        )
+        .expect("write compose/");
+        ComposeStack { project, _dir: dir }
+    }
+
+    fn compose(&self) -> Compose<'_> {
+        Compose::open(&self.project).expect("compose backend")
+    }
+
+    async fn up(&self) -> Duration {
+        let started = Instant::now();
+        self.compose()
+            .up(&mut Progress::new(false))
+            .await
+            .expect("the stack comes up");
+        started.elapsed()
+    }
+
+    fn secrets(&self) -> Secrets {
+        Secrets::load_or_create(&self.project.secrets_dir()).expect("secrets")
+    }
+
+    /// A connection as the login role.
+    async fn connect(&self, node: &str) -> Client {
+        let spec = self.project.spec();
+        let node = spec.nodes().find(|n| n.name == node).expect("node in spec");
+        let login = drr_stack::pg::Login {
+            user: "app",
+            password: "secret pass",
+            database: "app",
+        };
+        drr_stack::pg::connect(spec, node, login)
+            .await
+            .expect("connect")
+    }
+
+    /// Names of the engine's volumes that carry this stack's label.
+    fn volumes(&self) -> Vec<String> {
+        let filter = format!(
+            "label={}={}",
+            render::compose::STACK_LABEL,
+            self.project.spec().name
+        );
+        Command::new("docker")
+            .args(["volume", "ls", "--quiet", "--filter", &filter])
+            .read()
+            .expect("docker volume ls")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for ComposeStack {
+    fn drop(&mut self) {
+        if let Ok(compose) = Compose::open(&self.project)
+            && let Err(e) = compose.destroy(&mut Progress::new(true))
+        {
+            eprintln!(
+                "cannot remove the test stack `{}`: {e:#}",
+                self.project.spec().name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_stack_lags_like_a_native_one_and_keeps_its_data() {
+    if let Some(reason) = missing_prerequisite() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let started = Instant::now();
+    let tag = image::ensure(15, &mut Progress::new(false)).expect("the local image");
+    eprintln!("image {tag} ready in {:?}", started.elapsed());
+
+    let mut spec = support::spec(&[1000, 0]).image(&tag);
+    spec.name = format!("drr-compose-test-{}", std::process::id());
+    let stack = ComposeStack::new(spec);
+    let cold = stack.up().await;
+    eprintln!("cold up in {cold:?}");
+
+    // Every node has a healthy container.
+    let backend = Stack::Compose(stack.compose());
+    let secrets = stack.secrets();
+    let mut nodes = status::gather(stack.project.spec(), &secrets, &Default::default()).await;
+    backend.annotate(&mut nodes);
+    for node in &nodes {
+        assert!(node.is_up(), "{node:?}");
+        let container = node.container.as_deref().unwrap_or_default();
+        assert!(container.starts_with("Up"), "{node:?}");
+    }
+
+    // A write shows on each replica after that replica's delay.
+    let primary = stack.connect("primary").await;
+    let delayed = stack.connect("replica1").await;
+    let prompt = stack.connect("replica2").await;
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let took = time_until_visible(&prompt, "t", 1, WAIT).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_millis(900)),
+        "replica2: {took:?}"
+    );
+    let took = time_until_visible(&delayed, "t", 1, WAIT).await;
+    assert!(
+        took.is_some_and(|t| t >= Duration::from_millis(800)),
+        "replica1 (1000 ms): {took:?}"
+    );
+
+    // `delay` changes it live.
+    let spec = stack.project.spec();
+    let replica1 = lag::select(spec, &["replica1".to_owned()]).unwrap();
+    let states = lag::delay(spec, &secrets, &replica1, DelayChange::Set(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(states[0].current_ms, 0);
+    primary
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let took = time_until_visible(&delayed, "t", 2, WAIT).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_millis(800)),
+        "after delay 0: {took:?}"
+    );
+
+    // Pause holds replay back until resume.
+    lag::set_paused(spec, &secrets, &replica1, true)
+        .await
+        .unwrap();
+    primary
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!visible(&delayed, "t", 3).await, "visible while paused");
+    lag::set_paused(spec, &secrets, &replica1, false)
+        .await
+        .unwrap();
+    assert!(time_until_visible(&delayed, "t", 3, WAIT).await.is_some());
+    drop((primary, delayed, prompt));
+
+    // `down` removes the containers but keeps the volumes; `up` brings the data back.
+    stack.compose().down(&mut Progress::new(false)).unwrap();
+    assert!(
+        stack.compose().states().is_empty(),
+        "containers left after down"
+    );
+    assert_eq!(stack.volumes().len(), 3, "volumes after down");
+    let warm = stack.up().await;
+    eprintln!("warm up in {warm:?}");
+    for node in ["primary", "replica1", "replica2"] {
+        let client = stack.connect(node).await;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 3, "rows on {node} after down and up");
+    }
+
+    // `destroy` removes the volumes too.
+    stack.compose().destroy(&mut Progress::new(false)).unwrap();
+    assert!(stack.volumes().is_empty(), "volumes left after destroy");
+}
