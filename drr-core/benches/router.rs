@@ -6,13 +6,18 @@
 //! Needs the stack's variables (`cargo xtask env`); without them it says so
 //! and exits successfully, so `cargo bench` works anywhere.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use drr_core::{Consistency, Router, RouterConfig};
 use tokio::runtime::Runtime;
+
+use cpu_time::CpuTime;
 
 struct Urls {
     primary: String,
@@ -61,6 +66,12 @@ fn bench_router(c: &mut Criterion) {
     c.bench_function("route_cached", |b| {
         b.iter(|| router.route(black_box(sql)).role)
     });
+    if CpuTime::available() {
+        let mut cpu = Criterion::default().with_measurement(CpuTime);
+        cpu.bench_function("route_cached_cpu", |b| {
+            b.iter(|| router.route(black_box(sql)).role)
+        });
+    }
 
     let mut group = c.benchmark_group("select_1");
     group.measurement_time(Duration::from_secs(8));
@@ -75,6 +86,38 @@ fn bench_router(c: &mut Criterion) {
             .iter(|| async { router.query("SELECT 1", &[]).await.expect("routed select") })
     });
     group.finish();
+
+    alternating_select_1(&rt, &router, &raw);
+}
+
+/// The same comparison, robust to a machine whose load drifts: rounds of
+/// `SELECT 1` alternate between the raw pool and the router, and the median
+/// of the per-round ratios is reported.
+fn alternating_select_1(rt: &Runtime, router: &Router, raw: &Pool) {
+    const ROUNDS: usize = 30;
+    const QUERIES: usize = 200;
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    rt.block_on(async {
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            for _ in 0..QUERIES {
+                let client = raw.get().await.expect("raw client");
+                client.query("SELECT 1", &[]).await.expect("raw select");
+            }
+            let raw_time = started.elapsed();
+            let started = Instant::now();
+            for _ in 0..QUERIES {
+                router.query("SELECT 1", &[]).await.expect("routed select");
+            }
+            ratios.push(started.elapsed().as_secs_f64() / raw_time.as_secs_f64());
+        }
+    });
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ROUNDS / 2];
+    println!(
+        "select_1 alternating: router/raw median ratio {median:.3} ({:+.1} %) over {ROUNDS} rounds of {QUERIES} queries",
+        (median - 1.0) * 100.0
+    );
 }
 
 criterion_group!(benches, bench_router);
