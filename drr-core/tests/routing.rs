@@ -232,7 +232,8 @@ async fn all_replicas_down_falls_back_to_the_primary() {
         .and_then(|c| c.replica(&dead))
         .and_then(|c| c.replica(&dead))
         .expect("config")
-        .connect_timeout(Duration::from_millis(500));
+        .connect_timeout(Duration::from_millis(500))
+        .pool_size(4);
     let router = router(config.clone()).await;
     for _ in 0..10 {
         let row = router
@@ -276,7 +277,8 @@ async fn a_killed_replica_causes_no_failed_reads() {
         .and_then(|c| c.named_replica("direct", target))
         .expect("config")
         .check_interval(Duration::from_millis(100))
-        .connect_timeout(Duration::from_millis(500));
+        .connect_timeout(Duration::from_millis(500))
+        .pool_size(4);
     let router = router(config).await;
 
     let failures = Arc::new(AtomicU64::new(0));

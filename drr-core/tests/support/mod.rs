@@ -61,7 +61,9 @@ pub fn stack() -> Stack {
 }
 
 impl Stack {
-    /// A router configuration for the whole stack, with a fast monitor.
+    /// A router configuration for the whole stack, with a fast monitor and
+    /// small pools (other test binaries share the servers' connection
+    /// slots).
     pub fn config(&self) -> RouterConfig {
         let mut config =
             RouterConfig::new(&self.primary_url).expect("DRR_PRIMARY_URL is a valid URL");
@@ -70,7 +72,9 @@ impl Stack {
                 .replica(url)
                 .expect("DRR_REPLICA_URLS holds valid URLs");
         }
-        config.check_interval(Duration::from_millis(100))
+        config
+            .check_interval(Duration::from_millis(100))
+            .pool_size(4)
     }
 
     /// The smallest configured replica delay, or `None` (with a loud message)
