@@ -114,6 +114,7 @@ impl<'p> Compose<'p> {
                 })
             })?;
         }
+        self.check_ports()?;
         progress.step(
             &format!("{} up ({image})", self.tool.describe()),
             || {
@@ -134,6 +135,30 @@ impl<'p> Compose<'p> {
         let started = Instant::now();
         self.wait_streaming(&admin).await?;
         progress.record("replicas stream", started.elapsed());
+        Ok(())
+    }
+
+    /// Fails before anything starts when a port of a node without a running
+    /// container is taken (e.g. by the native stack of the same spec).
+    fn check_ports(&self) -> Result<()> {
+        let spec = self.spec();
+        let states = self.states();
+        for node in spec.nodes() {
+            let running = states.get(&node.name).is_some_and(|s| s.starts_with("Up"));
+            if running {
+                continue;
+            }
+            if let Some(holder) = crate::native::ports::holder(spec.listen, node.port) {
+                anyhow::bail!(
+                    "port {} on {} (node `{}`) is already in use by {holder}; stop it (a native stack \
+                     of this spec: `cargo xtask down --backend native`), or give `{}` another port in the spec",
+                    node.port,
+                    spec.listen,
+                    node.name,
+                    node.name
+                );
+            }
+        }
         Ok(())
     }
 
