@@ -101,14 +101,17 @@ impl std::fmt::Debug for NodeClient {
 pub struct Transaction<'s> {
     /// Present until commit, rollback or drop.
     client: Option<NodeClient>,
-    session: Option<&'s Session>,
+    /// The session to tell about the commit of a read-write transaction.
+    writer: Option<&'s Session>,
 }
 
 impl<'s> Transaction<'s> {
-    pub(crate) fn new(client: NodeClient, session: Option<&'s Session>) -> Self {
+    /// `writer` is the session whose write this is, for read-write
+    /// transactions.
+    pub(crate) fn new(client: NodeClient, writer: Option<&'s Session>) -> Self {
         Transaction {
             client: Some(client),
-            session,
+            writer,
         }
     }
 
@@ -140,9 +143,9 @@ impl<'s> Transaction<'s> {
             .batch_execute("COMMIT")
             .await
             .map_err(|e| client.error(e))?;
-        match self.session {
-            Some(session) if client.role() == Role::Primary => session.note_write_on(&client).await,
-            _ => Ok(()),
+        match self.writer {
+            Some(session) => session.note_write_on(&client).await,
+            None => Ok(()),
         }
     }
 

@@ -232,14 +232,13 @@ pub(crate) async fn read_client(router: &Router, ctx: &ReadContext) -> Result<No
 }
 
 /// A `READ ONLY`, `REPEATABLE READ` transaction where the context allows.
-pub(crate) async fn read_transaction<'s>(
+pub(crate) async fn read_transaction(
     router: &Router,
     ctx: &ReadContext,
-    session: Option<&'s Session>,
-) -> Result<Transaction<'s>> {
+) -> Result<Transaction<'static>> {
     let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     let routed = read::<Batch>(router, ctx, begin, &[]).await?;
-    Ok(Transaction::new(routed.client, session))
+    Ok(Transaction::new(routed.client, None))
 }
 
 /// A read-write transaction on the primary.

@@ -187,7 +187,7 @@ impl Router {
 
     /// A `READ ONLY`, `REPEATABLE READ` transaction on a replica.
     pub async fn read_transaction(&self) -> Result<Transaction<'static>> {
-        route::read_transaction(self, &ReadContext::EVENTUAL, None).await
+        route::read_transaction(self, &ReadContext::EVENTUAL).await
     }
 
     /// Where a plain call with this SQL would go right now, for an eventual

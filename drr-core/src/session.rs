@@ -54,7 +54,8 @@ impl Session {
     }
 
     /// Resumes a session that wrote elsewhere (another request, another
-    /// service): its reads will not miss what `token` covers.
+    /// service): under read-your-writes, its reads will not miss what
+    /// `token` covers.
     pub fn with_token(self, token: LsnToken) -> Self {
         self.observe(token);
         self
@@ -139,7 +140,7 @@ impl Session {
     /// A `READ ONLY`, `REPEATABLE READ` transaction where the session's
     /// consistency allows.
     pub async fn read_transaction(&self) -> Result<Transaction<'_>> {
-        route::read_transaction(&self.router, &self.context(self.consistency), Some(self)).await
+        route::read_transaction(&self.router, &self.context(self.consistency)).await
     }
 
     /// Records a write made outside the session's own calls (e.g. through

@@ -440,6 +440,22 @@ async fn statements_go_where_their_classification_says() {
         .get(0);
     assert_eq!(a, "repeatable read");
     tx.commit().await.expect("commit");
+
+    // A read-only transaction is no write: no token, no pinning.
+    let session = router.session();
+    let tx = session
+        .read_transaction()
+        .await
+        .expect("session read transaction");
+    tx.commit().await.expect("commit");
+    assert_eq!(session.token(), None);
+    let tx = session.transaction().await.expect("read-write transaction");
+    assert_eq!(tx.role(), Role::Primary);
+    tx.commit().await.expect("commit");
+    assert!(
+        session.token().is_some(),
+        "a committed read-write transaction yields a token"
+    );
 }
 
 /// A URL like `url` but on a port where nothing listens.
