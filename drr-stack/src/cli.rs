@@ -17,7 +17,7 @@ use crate::project::Project;
 use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
 use crate::stack::Stack;
-use crate::{env, status, test_command};
+use crate::{env, probe, status, test_command};
 
 /// Stack commands for a PostgreSQL primary with delayed streaming replicas.
 ///
@@ -154,6 +154,17 @@ enum Command {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
+    /// Measure every performance figure and write target/drr/bench/report.md
+    /// and report.json.
+    ///
+    /// Stack start-up, lag accuracy and comparisons with hand-written
+    /// baselines run on throw-away stacks; the workspace's `cargo bench`
+    /// results are collected too. Reports, never asserts, speed.
+    Bench {
+        /// Fewer runs and short criterion measurements (for CI).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build a local Postgres image for the compose backend without any
     /// registry (cached).
     Image,
@@ -289,7 +300,11 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         }
         Command::Pause { replicas } => pause(&runtime, spec, &secrets()?, &replicas, true)?,
         Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
-        Command::Test { down, args, test_args } => {
+        Command::Test {
+            down,
+            args,
+            test_args,
+        } => {
             crate::codegen::check(&project)?;
             let stack = stack()?;
             runtime.block_on(stack.up(&mut progress))?;
@@ -299,6 +314,31 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 stack.down(&mut progress)?;
             }
             return code;
+        }
+        Command::Probe {
+            duration,
+            interval,
+            json,
+            svg,
+        } => {
+            let options = probe::ProbeOptions {
+                duration: parse_duration("--duration", &duration)?,
+                interval: parse_duration("--interval", &interval)?,
+                json,
+                svg,
+                quiet: cli.quiet,
+            };
+            let report = runtime.block_on(probe::run(&project, &secrets()?, &options))?;
+            if !report.complete() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Bench { quick } => {
+            let path = runtime.block_on(crate::bench::run(
+                &project,
+                crate::bench::BenchOptions { quick },
+            ))?;
+            eprintln!("wrote {}", path.display());
         }
         Command::Image => {
             let tag = crate::compose::image::ensure(spec.postgres_major, &mut progress)?;
@@ -310,7 +350,6 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 );
             }
         }
-        other => anyhow::bail!("`{other:?}` is not implemented yet"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -327,6 +366,14 @@ fn pause(
         println!("{name}: replay {state}");
     }
     Ok(())
+}
+
+fn parse_duration(flag: &str, value: &str) -> Result<std::time::Duration> {
+    let duration = humantime::parse_duration(value).with_context(|| {
+        format!("{flag} `{value}` is not a duration; write e.g. `500ms`, `10s` or `1m`")
+    })?;
+    anyhow::ensure!(!duration.is_zero(), "{flag} must be longer than zero");
+    Ok(duration)
 }
 
 fn unknown_node(spec: &StackSpec, name: &str) -> String {

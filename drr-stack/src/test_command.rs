@@ -23,8 +23,15 @@ pub enum Runner {
 impl Runner {
     /// nextest when `cargo nextest` is installed, else `cargo test`.
     pub fn detect() -> Runner {
-        let nextest = Command::new(cargo()).args(["nextest", "--version"]).read().is_ok();
-        if nextest { Runner::Nextest } else { Runner::CargoTest }
+        let nextest = Command::new(cargo())
+            .args(["nextest", "--version"])
+            .read()
+            .is_ok();
+        if nextest {
+            Runner::Nextest
+        } else {
+            Runner::CargoTest
+        }
     }
 
     /// The cargo invocations for `runner_args` and `test_args` (after `--`).
@@ -49,7 +56,12 @@ impl Runner {
 
 /// Runs the tests of `project`'s workspace against its running stack and
 /// returns the runner's exit code (the first failing invocation's).
-pub fn run(project: &Project, runner_args: &[String], test_args: &[String], quiet: bool) -> Result<ExitCode> {
+pub fn run(
+    project: &Project,
+    runner_args: &[String],
+    test_args: &[String],
+    quiet: bool,
+) -> Result<ExitCode> {
     let secrets = Secrets::load_or_create(&project.secrets_dir())?;
     let vars = env::vars(project.spec(), Some(&secrets));
     let runner = Runner::detect();
@@ -61,7 +73,9 @@ pub fn run(project: &Project, runner_args: &[String], test_args: &[String], quie
         if !quiet {
             eprintln!("running `{}` against the stack", command.display());
         }
-        let code = command.interactive().context("cannot run the test runner")?;
+        let code = command
+            .interactive()
+            .context("cannot run the test runner")?;
         if code != 0 {
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
@@ -83,14 +97,26 @@ mod tests {
 
     #[test]
     fn arguments_pass_through_with_the_separator() {
-        let calls = Runner::CargoTest.invocations(&strings(&["-p", "drr-core"]), &strings(&["--nocapture"]));
-        assert_eq!(calls, [strings(&["test", "-p", "drr-core", "--", "--nocapture"])]);
+        let calls = Runner::CargoTest
+            .invocations(&strings(&["-p", "drr-core"]), &strings(&["--nocapture"]));
+        assert_eq!(
+            calls,
+            [strings(&["test", "-p", "drr-core", "--", "--nocapture"])]
+        );
     }
 
     #[test]
     fn a_full_nextest_run_adds_doctests() {
         let calls = Runner::Nextest.invocations(&[], &[]);
-        assert_eq!(calls, [strings(&["nextest", "run"]), strings(&["test", "--doc"])]);
-        assert_eq!(Runner::Nextest.invocations(&strings(&["-p", "x"]), &[]).len(), 1);
+        assert_eq!(
+            calls,
+            [strings(&["nextest", "run"]), strings(&["test", "--doc"])]
+        );
+        assert_eq!(
+            Runner::Nextest
+                .invocations(&strings(&["-p", "x"]), &[])
+                .len(),
+            1
+        );
     }
 }
