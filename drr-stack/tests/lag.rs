@@ -56,16 +56,7 @@ async fn a_delay_change_takes_effect_live_per_replica() {
         .await
         .unwrap();
     // Wait for the table itself before timing rows.
-    let ready = Instant::now();
-    while c2
-        .query_opt("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(ready.elapsed() < WAIT, "table never replicated");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::wait_for_table(&c2, "t", WAIT).await;
     primary
         .batch_execute("INSERT INTO t VALUES (1)")
         .await
@@ -106,16 +97,7 @@ async fn lowering_the_delay_releases_a_waiting_commit() {
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    let start = Instant::now();
-    while replica
-        .query_opt("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(start.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::wait_for_table(&replica, "t", WAIT).await;
     let targets = lag::select(stack.spec(), &[]).unwrap();
     lag::delay(
         stack.spec(),

@@ -156,3 +156,21 @@ pub async fn time_until_visible(
     }
     None
 }
+
+/// Polls until table `name` exists on `client` (DDL is delayed like data).
+pub async fn wait_for_table(client: &Client, name: &str, timeout: Duration) {
+    let start = Instant::now();
+    let sql = "SELECT 1 FROM pg_class WHERE relname = $1";
+    while client
+        .query_opt(sql, &[&name])
+        .await
+        .expect("query pg_class")
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < timeout,
+            "table {name} did not replicate within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
