@@ -1,0 +1,17 @@
+//! This workspace's stack. Edit this value to change the stack, then run
+//! `cargo xtask gen` (and `cargo xtask up` to apply it).
+
+use std::time::Duration;
+
+use drr_stack::spec::{Node, Replica, Role, StackSpec};
+
+/// The stack `cargo xtask` runs here: a primary and two replicas, one close
+/// behind it and one far behind, on ports clear of drr's own 5432 stack.
+pub fn spec() -> StackSpec {
+    StackSpec::new("adopt", 15)
+        .primary(Node::new("primary", 55432))
+        .replica(Replica::new("near", 55433).delay(Duration::from_millis(200)))
+        .replica(Replica::new("far", 55434).delay(Duration::from_millis(3000)))
+        .role(Role::login("shop", "shop-pass"))
+        .database("shop", "shop")
+}
