@@ -22,7 +22,10 @@ pub async fn ensure_schema(router: &Router) -> Result<()> {
 pub async fn place_order(router: &Router, item: &str) -> Result<(i64, Option<String>)> {
     let session = router.session();
     let id: i64 = session
-        .query_one("INSERT INTO orders (item) VALUES ($1) RETURNING id", &[&item])
+        .query_one(
+            "INSERT INTO orders (item) VALUES ($1) RETURNING id",
+            &[&item],
+        )
         .await?
         .get(0);
     let seen = session
