@@ -30,7 +30,7 @@ use crate::{env, probe, status, test_command};
     version,
     max_term_width = 100
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Runner: `native` (local processes, the default) or `compose`.
@@ -43,10 +43,10 @@ pub struct Cli {
 
 /// Replica selection shared by `delay`, `pause` and `resume`.
 #[derive(Debug, Args)]
-pub struct ReplicaArgs {
+struct ReplicaArgs {
     /// Act on this replica only; repeat for several (default: all replicas).
     #[arg(long = "replica", value_name = "NAME")]
-    pub names: Vec<String>,
+    names: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,6 +394,18 @@ fn confirm(question: &str) -> Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Parses `args` (without the program name) as `cargo xtask` would, without
+/// running anything: for tests that check the commands shown in the docs.
+pub fn parse<I, T>(args: I) -> Result<(), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let argv = std::iter::once(std::ffi::OsString::from("cargo xtask"))
+        .chain(args.into_iter().map(Into::into));
+    Cli::try_parse_from(argv).map(drop)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::status::NodeStatus;
 
 /// A stack on the backend that runs it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Stack<'p> {
     /// Local processes.
     Native(Native<'p>),
