@@ -136,7 +136,9 @@ mod tests {
         let server = "2026-11-26 03:38:23.781 UTC [2429] FATAL:  recovery aborted because of insufficient parameter settings";
         assert!(!server_failed(session));
         assert!(server_failed(server));
-        assert!(!server_failed("2026-11-26 03:17:07.335 UTC [11587] LOG:  starting PostgreSQL 15.18"));
+        assert!(!server_failed(
+            "2026-11-26 03:17:07.335 UTC [11587] LOG:  starting PostgreSQL 15.18"
+        ));
     }
 
     #[test]
