@@ -153,7 +153,7 @@ impl Error {
 
 /// The driver's error with its causes: the server's message and SQLSTATE,
 /// or the chain of I/O errors.
-fn describe(err: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
         return format!(
             "{}: {} (SQLSTATE {})",

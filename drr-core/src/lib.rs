@@ -135,7 +135,17 @@
 //!
 //! | Feature | Description | Extra dependencies | Default |
 //! |---------|-------------|--------------------|---------|
-//! | (none)  | Everything above. A `testing` feature with helpers for test suites is planned. | | |
+//! | (none)  | Everything above. | | |
+//! | `testing` | `drr_core::testing`: per-test databases that exist on every replica, `wait_for_replicas`, lag assertions. | none | no |
+//!
+//! # Testing
+//!
+//! With the `testing` feature, `drr_core::testing` gives each test a database of its
+//! own that already exists on every replica (from a pool created ahead, safe
+//! across nextest's processes), waits for replicas precisely
+//! (`wait_for_replicas`), and asserts on lag. The module's
+//! documentation has a complete example; `cargo xtask test` provides the
+//! stack its tests need.
 //!
 //! The [`env`](mod@env) module names the environment variables, and [`wal`] holds the
 //! WAL-position queries the router uses, for test harnesses.
@@ -152,6 +162,8 @@ pub use session::Session;
 pub use stats::{Fallbacks, NodeStats, Stats};
 
 pub mod env;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wal;
 
 mod balance;
