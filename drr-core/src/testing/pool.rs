@@ -70,6 +70,18 @@ CREATE TABLE IF NOT EXISTS drr_testing.pool (
 #[derive(Debug, Clone)]
 pub struct DbPool {
     shared: Arc<Shared>,
+    coordinator: Arc<Coordinator>,
+}
+
+/// The connection claims are made on, shared by the pool's clones and
+/// reopened when its runtime has gone.
+#[derive(Default)]
+struct Coordinator(tokio::sync::Mutex<Option<(Arc<Client>, i32)>>);
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Coordinator")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +110,7 @@ impl DbPool {
                 claim_timeout,
                 max_ready_age: Duration::from_secs(3600),
             }),
+            coordinator: Arc::default(),
         }
     }
 
@@ -139,11 +152,10 @@ impl DbPool {
         let started = Instant::now();
         let shared = &self.shared;
         let stack = &shared.stack;
-        let coordinator = connect(stack.primary_url(), "primary").await?;
-        let pid = ensure_schema(&coordinator).await?;
-        let (name, lsn) = self.take(&coordinator, pid, started).await?;
+        let (coordinator, pid) = self.coordinator().await?;
+        let (name, lsn, left) = self.take(&coordinator, pid, started).await?;
         match self
-            .finish_claim(coordinator, name.clone(), lsn, started)
+            .finish_claim(&coordinator, name.clone(), lsn, left, started)
             .await
         {
             Ok(db) => Ok(db),
@@ -154,12 +166,26 @@ impl DbPool {
         }
     }
 
+    async fn coordinator(&self) -> Result<(Arc<Client>, i32), Error> {
+        let mut slot = self.coordinator.0.lock().await;
+        if let Some((client, pid)) = &*slot {
+            if !client.is_closed() {
+                return Ok((client.clone(), *pid));
+            }
+        }
+        let client = connect(self.shared.stack.primary_url(), "primary").await?;
+        let pid = ensure_schema(&client).await?;
+        let client = Arc::new(client);
+        *slot = Some((client.clone(), pid));
+        Ok((client, pid))
+    }
+
     async fn take(
         &self,
         coordinator: &Client,
         pid: i32,
         started: Instant,
-    ) -> Result<(String, Lsn), Error> {
+    ) -> Result<(String, Lsn, usize), Error> {
         let shared = &self.shared;
         let deadline = started + shared.claim_timeout;
         let mut lock_conn: Option<Client> = None;
@@ -178,7 +204,7 @@ impl DbPool {
                     let (tx, rx) = oneshot::channel();
                     tokio::spawn(refill(conn, shared.clone(), Some((pid, tx))));
                     match rx.await {
-                        Ok(Ok(Some(found))) => return Ok(found),
+                        Ok(Ok(Some((name, lsn)))) => return Ok((name, lsn, 0)),
                         Ok(Err(err)) => return Err(err),
                         Ok(Ok(None)) | Err(_) => {}
                     }
@@ -201,24 +227,16 @@ impl DbPool {
 
     async fn finish_claim(
         &self,
-        coordinator: Client,
+        coordinator: &Client,
         name: String,
         lsn: Lsn,
+        left: usize,
         started: Instant,
     ) -> Result<TestDb, Error> {
         let shared = &self.shared;
         let stack = &shared.stack;
         // Refill ahead, without making this claim wait.
-        let left: i64 = coordinator
-            .query_one(
-                "SELECT count(*) FROM drr_testing.pool \
-                 WHERE template = $1 AND state IN ('ready', 'creating')",
-                &[&shared.template],
-            )
-            .await
-            .map_err(Error::postgres("primary", "counting ready databases"))?
-            .get(0);
-        if usize::try_from(left).unwrap_or(0) < shared.batch_size.div_ceil(2) {
+        if left < shared.batch_size.div_ceil(2) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let Ok(conn) = connect(shared.stack.primary_url(), "primary").await else {
@@ -233,25 +251,42 @@ impl DbPool {
             });
         }
 
-        // Wait until the database exists on every replica.
-        let mut login = Vec::with_capacity(stack.replicas().len());
-        for replica in stack.replicas() {
-            login.push((
-                replica.name.as_str(),
-                connect(&replica.url, &replica.name).await?,
-            ));
-        }
-        let refs: Vec<(&str, &Client)> = login.iter().map(|(n, c)| (*n, c)).collect();
-        let remaining = shared.claim_timeout.saturating_sub(started.elapsed());
-        wait::wait_for_lsn(&refs, lsn, Instant::now(), remaining).await?;
-        drop(login);
-
         let primary_url = with_dbname(stack.primary_url(), &name)?;
         let primary = connect(&primary_url, "primary").await?;
+        // From now on the claim lives as long as this connection does.
+        let owner: i32 = primary
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(Error::postgres("primary", "reading the backend pid"))?
+            .get(0);
+        coordinator
+            .execute(
+                "UPDATE drr_testing.pool SET owner_pid = $2, owner_since = now() WHERE name = $1",
+                &[&name, &owner],
+            )
+            .await
+            .map_err(Error::postgres("primary", "recording the claim"))?;
+
+        // Wait until the database exists on every replica. Usually it does,
+        // and connecting to it is the whole check.
+        let remaining = || shared.claim_timeout.saturating_sub(started.elapsed());
         let mut replicas = Vec::with_capacity(stack.replicas().len());
         for replica in stack.replicas() {
             let url = with_dbname(&replica.url, &name)?;
-            let client = connect(&url, &replica.name).await?;
+            let client = match connect(&url, &replica.name).await {
+                Ok(client) => {
+                    let node = [(replica.name.as_str(), &client)];
+                    wait::wait_for_lsn(&node, lsn, Instant::now(), remaining()).await?;
+                    client
+                }
+                Err(err) if is_missing_database(&err) => {
+                    let login = connect(&replica.url, &replica.name).await?;
+                    let node = [(replica.name.as_str(), &login)];
+                    wait::wait_for_lsn(&node, lsn, Instant::now(), remaining()).await?;
+                    connect(&url, &replica.name).await?
+                }
+                Err(err) => return Err(err),
+            };
             replicas.push(ReplicaConn {
                 name: replica.name.clone(),
                 url,
@@ -267,7 +302,6 @@ impl DbPool {
                 router: OnceCell::new(),
                 primary,
                 replicas,
-                _coordinator: coordinator,
             }),
         })
     }
@@ -306,11 +340,10 @@ pub struct TestDb {
 
 struct Conns {
     router: OnceCell<Router>,
+    /// Its backend marks the claim as live: a sweep drops the database
+    /// once it is gone.
     primary: Client,
     replicas: Vec<ReplicaConn>,
-    /// Its backend marks the claim as live; a sweep drops the database once
-    /// it is gone.
-    _coordinator: Client,
 }
 
 struct ReplicaConn {
@@ -470,6 +503,11 @@ fn lock_key(hash: u64) -> i32 {
     i32::from_ne_bytes((hash as u32).to_ne_bytes())
 }
 
+fn is_missing_database(err: &Error) -> bool {
+    matches!(err, Error::Postgres { source, .. }
+        if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME))
+}
+
 async fn try_lock(conn: &Client, class: i32, key: i32) -> Result<bool, Error> {
     Ok(conn
         .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&class, &key])
@@ -501,7 +539,7 @@ async fn ensure_schema(conn: &Client) -> Result<i32, Error> {
     Ok(row.get(0))
 }
 
-async fn try_claim(conn: &Client, template: &str) -> Result<Option<(String, Lsn)>, Error> {
+async fn try_claim(conn: &Client, template: &str) -> Result<Option<(String, Lsn, usize)>, Error> {
     let row = conn
         .query_opt(
             "UPDATE drr_testing.pool SET state = 'claimed', owner_pid = pg_backend_pid(), \
@@ -509,21 +547,24 @@ async fn try_claim(conn: &Client, template: &str) -> Result<Option<(String, Lsn)
              WHERE name = (SELECT name FROM drr_testing.pool \
                            WHERE template = $1 AND state = 'ready' \
                            ORDER BY ready_lsn LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING name, ready_lsn",
+             RETURNING name, ready_lsn, (SELECT count(*) FROM drr_testing.pool \
+                                         WHERE template = $1 AND state IN ('ready', 'creating'))",
             &[&template],
         )
         .await
         .map_err(Error::postgres("primary", "claiming a test database"))?;
     Ok(row.map(|row| {
         let lsn = row.get::<_, Option<PgLsn>>(1).map_or(0, u64::from);
-        (row.get(0), Lsn::from(lsn))
+        let left = usize::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+        (row.get(0), Lsn::from(lsn), left.saturating_sub(1))
     }))
 }
 
 type FirstClaim = (i32, oneshot::Sender<Result<Option<(String, Lsn)>, Error>>);
 
-/// Creates databases ahead, holding the refill lock on `conn`; the first one
-/// goes to `first` (claimed for its pid) as soon as it exists.
+/// Creates databases ahead, holding the refill lock on `conn`, until the pool
+/// holds a batch; the first one goes to `first` (claimed for its pid) as
+/// soon as it exists.
 async fn refill(conn: Client, shared: Arc<Shared>, first: Option<FirstClaim>) {
     let (claimer, mut reply) = match first {
         Some((pid, tx)) => (Some(pid), Some(tx)),
@@ -558,26 +599,34 @@ async fn refill_inner(
         tracing::warn!("sweeping the test database pool failed: {err}");
     }
     let strategy = ensure_template(conn, shared).await?;
-    let have: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM drr_testing.pool \
-             WHERE template = $1 AND state IN ('ready', 'creating')",
-            &[&shared.template],
-        )
-        .await
-        .map_err(Error::postgres("primary", "counting ready databases"))?
-        .get(0);
-    let have = usize::try_from(have).unwrap_or(0);
-    let want = shared
-        .batch_size
-        .saturating_sub(have)
-        .max(usize::from(reply.is_some()));
-    for i in 0..want {
-        let claim_for = if i == 0 { claimer } else { None };
-        let created = create_one(conn, shared, strategy, claim_for).await?;
-        if claim_for.is_some() {
-            if let Some(tx) = reply.take() {
-                let _ = tx.send(Ok(Some(created)));
+    // Keep creating while claims drain the pool, within a bound.
+    let mut created = 0;
+    while created < shared.batch_size * 4 {
+        let have: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM drr_testing.pool \
+                 WHERE template = $1 AND state IN ('ready', 'creating')",
+                &[&shared.template],
+            )
+            .await
+            .map_err(Error::postgres("primary", "counting ready databases"))?
+            .get(0);
+        let have = usize::try_from(have).unwrap_or(0);
+        let want = shared
+            .batch_size
+            .saturating_sub(have)
+            .max(usize::from(reply.is_some()));
+        if want == 0 {
+            break;
+        }
+        for _ in 0..want {
+            let claim_for = if reply.is_some() { claimer } else { None };
+            let new = create_one(conn, shared, strategy, claim_for).await?;
+            created += 1;
+            if claim_for.is_some() {
+                if let Some(tx) = reply.take() {
+                    let _ = tx.send(Ok(Some(new)));
+                }
             }
         }
     }

@@ -1,0 +1,329 @@
+//! The test harness (`drr_core::testing`) on the live stack, against the
+//! sleep-based pattern of the tool drr descends from:
+//!
+//! - "5. test harness": a suite of 20 lag tests (each claims a database,
+//!   writes, asserts the row is absent on the replica, waits, asserts it is
+//!   present) as 20 concurrent tasks, cold and warm pool, next to the
+//!   sequential write/sleep(delay + 1 s)/check pattern; the per-test
+//!   database setup, first claim (cold pool) and amortized (warm pool).
+//! - "3. wait_for_replicas": overshoot, the time `wait_for_replicas` returns
+//!   minus the moment a tight poll on the replica first saw the row.
+//!
+//! Prints `DRR-BENCH` and `DRR-BENCH-COMPARISON` lines for `cargo xtask
+//! bench`. `DRR_BENCH_QUICK=1` runs only 3 sleep-based tests and
+//! extrapolates to 20 (the figure says so), and fewer samples elsewhere.
+//! Needs the stack's variables (`cargo xtask env`); without them it says so
+//! and exits successfully.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use drr_core::testing::{
+    self, DbPool, Migrations, TestStack, assert_not_visible, assert_visible_within,
+};
+use tokio_postgres::NoTls;
+
+const HARNESS: &str = "5. test harness";
+const WAIT: &str = "3. wait_for_replicas";
+const SUITE: usize = 20;
+const CHECK: &str = "SELECT 1 FROM items WHERE owner = $1";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Figure {
+    group: &'static str,
+    name: String,
+    samples: Vec<f64>,
+}
+
+impl Figure {
+    fn new(group: &'static str, name: impl Into<String>, samples: Vec<f64>) -> Self {
+        Figure {
+            group,
+            name: name.into(),
+            samples,
+        }
+    }
+
+    fn json(&self) -> String {
+        let samples: Vec<String> = self.samples.iter().map(|s| format!("{s:.3}")).collect();
+        format!(
+            r#"{{"group":{},"name":{},"unit":"ms","samples":[{}]}}"#,
+            quote(self.group),
+            quote(&self.name),
+            samples.join(",")
+        )
+    }
+
+    fn print(&self) {
+        println!("DRR-BENCH {}", self.json());
+        eprintln!("  {}: {}", self.name, summary(&self.samples));
+    }
+}
+
+fn compare(group: &str, name: &str, a: &Figure, b: &Figure) {
+    println!(
+        r#"DRR-BENCH-COMPARISON {{"group":{},"name":{},"a":{},"b":{}}}"#,
+        quote(group),
+        quote(name),
+        a.json(),
+        b.json()
+    );
+}
+
+fn quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn summary(samples: &[f64]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(i).copied().unwrap_or(f64::NAN)
+    };
+    let mean = sorted.iter().sum::<f64>() / sorted.len().max(1) as f64;
+    format!(
+        "n={} mean={mean:.1} p50={:.1} p99={:.1} max={:.1} ms",
+        sorted.len(),
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Migrations unique to this run, so the first claim really is cold.
+fn migrations(tag: &str) -> Migrations {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Migrations::new()
+        .sql(
+            "0001_items.sql",
+            "CREATE TABLE items (id bigserial PRIMARY KEY, owner text NOT NULL);",
+        )
+        .sql(
+            "bench run",
+            &format!("-- {tag} {} {nanos}", std::process::id()),
+        )
+}
+
+fn main() {
+    let stack = match TestStack::from_env() {
+        Ok(stack) => stack,
+        Err(err) => {
+            println!("harness bench skipped: {err}");
+            return;
+        }
+    };
+    let quick = std::env::var("DRR_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("harness bench: cannot start a runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(err) = runtime.block_on(run(stack, quick)) {
+        eprintln!("harness bench failed: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(stack: TestStack, quick: bool) -> Result<(), BoxError> {
+    let delay = stack.max_delay();
+    eprintln!(
+        "harness bench: replica delay {delay:?}{}",
+        if quick { ", quick mode" } else { "" }
+    );
+
+    // (c) First claim on a cold pool: template, first database, replicas.
+    let mut cold = Vec::new();
+    for i in 0..if quick { 1 } else { 3 } {
+        let pool = DbPool::new(stack.clone(), migrations(&format!("cold{i}")));
+        let started = Instant::now();
+        let db = pool.claim().await?;
+        cold.push(ms(started.elapsed()));
+        db.release().await?;
+        pool.cleanup_leftovers().await?;
+    }
+    Figure::new(
+        HARNESS,
+        "per-test database setup, first claim (cold pool)",
+        cold,
+    )
+    .print();
+
+    // (a) The 20-test lag suite with the harness: cold pool, then warm.
+    let pool = DbPool::new(stack.clone(), migrations("suite")).batch_size(24);
+    let suite_cold = Figure::new(
+        HARNESS,
+        "20-test lag suite with the harness, cold pool (wall time)",
+        vec![suite(&pool, delay).await?],
+    );
+    suite_cold.print();
+    // Let the background refill finish and reach the replicas.
+    tokio::time::sleep(delay + Duration::from_secs(3)).await;
+    let suite_warm = Figure::new(
+        HARNESS,
+        "20-test lag suite with the harness, warm pool (wall time)",
+        vec![suite(&pool, delay).await?],
+    );
+    suite_warm.print();
+
+    // (c) Amortized setup on a warm pool.
+    tokio::time::sleep(delay + Duration::from_secs(3)).await;
+    let mut warm = Vec::new();
+    let mut dbs = Vec::new();
+    for _ in 0..SUITE {
+        let started = Instant::now();
+        dbs.push(pool.claim().await?);
+        warm.push(ms(started.elapsed()));
+    }
+    for db in dbs {
+        db.release().await?;
+    }
+    Figure::new(
+        HARNESS,
+        "per-test database setup, amortized (warm pool)",
+        warm,
+    )
+    .print();
+
+    // (b) wait_for_replicas overshoot.
+    tokio::time::sleep(delay + Duration::from_secs(3)).await;
+    let mut overshoot = Vec::new();
+    for _ in 0..if quick { 3 } else { 5 } {
+        let rounds = (0..4).map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { overshoot_sample(&pool, delay).await })
+        });
+        for round in rounds {
+            overshoot.push(round.await??);
+        }
+    }
+    Figure::new(
+        WAIT,
+        "overshoot: return minus first visible on the replica",
+        overshoot,
+    )
+    .print();
+
+    // (a) The sleep-based pattern, sequential.
+    let runs = if quick { 3 } else { SUITE };
+    let db = pool.claim().await?;
+    let started = Instant::now();
+    for i in 0..runs {
+        let owner = format!("sleep{i}");
+        db.primary()
+            .execute("INSERT INTO items (owner) VALUES ($1)", &[&owner])
+            .await?;
+        tokio::time::sleep(delay + Duration::from_secs(1)).await;
+        let rows = db.replica().query(CHECK, &[&owner]).await?;
+        if rows.is_empty() {
+            return Err(format!("sleep baseline: {owner} not visible after delay + 1 s").into());
+        }
+    }
+    let total = ms(started.elapsed()) * SUITE as f64 / runs as f64;
+    db.release().await?;
+    let sleep_name = if quick {
+        "20-test lag suite, sequential sleep(delay + 1 s) pattern (3 run, extrapolated x20/3)"
+    } else {
+        "20-test lag suite, sequential sleep(delay + 1 s) pattern"
+    };
+    let sleep = Figure::new(HARNESS, sleep_name, vec![total]);
+    sleep.print();
+    compare(
+        HARNESS,
+        "20-test lag suite: harness (cold pool) vs sleep-based",
+        &suite_cold,
+        &sleep,
+    );
+    compare(
+        HARNESS,
+        "20-test lag suite: harness (warm pool) vs sleep-based",
+        &suite_warm,
+        &sleep,
+    );
+    eprintln!(
+        "  target: suite under 2 x delay + 3 s = {:.0} ms",
+        ms(delay * 2 + Duration::from_secs(3))
+    );
+    Ok(())
+}
+
+/// Runs the 20 lag tests as concurrent tasks; returns the wall time in ms.
+async fn suite(pool: &DbPool, delay: Duration) -> Result<f64, BoxError> {
+    let started = Instant::now();
+    let tests: Vec<_> = (0..SUITE)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let db = pool.claim().await?;
+                let owner = format!("t{i}");
+                db.primary()
+                    .execute("INSERT INTO items (owner) VALUES ($1)", &[&owner])
+                    .await
+                    .map_err(|e| testing::Error::Config(e.to_string()))?;
+                assert_not_visible(db.replica(), CHECK, &[&owner]).await?;
+                db.wait_for_replicas(delay * 3).await?;
+                assert_visible_within(db.replica(), CHECK, &[&owner], Duration::from_secs(1))
+                    .await?;
+                db.release().await
+            })
+        })
+        .collect();
+    for test in tests {
+        test.await??;
+    }
+    Ok(ms(started.elapsed()))
+}
+
+/// One write; returns when `wait_for_replicas` returned minus when a tight
+/// poll first saw the row (ms, negative if the wait returned first).
+async fn overshoot_sample(pool: &DbPool, delay: Duration) -> Result<f64, BoxError> {
+    let db = pool.claim().await?;
+    let (watcher, connection) = tokio_postgres::connect(db.replica_urls()[0], NoTls).await?;
+    tokio::spawn(connection);
+    db.primary()
+        .execute("INSERT INTO items (owner) VALUES ('o')", &[])
+        .await?;
+    let watch = tokio::spawn(async move {
+        let deadline = Instant::now() + delay * 3;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = watcher
+                .query_opt("SELECT 1 FROM items WHERE owner = 'o'", &[])
+                .await
+            {
+                return Some(Instant::now());
+            }
+        }
+        None
+    });
+    db.wait_for_replicas(delay * 3).await?;
+    let returned = Instant::now();
+    let visible = watch.await?.ok_or("the row never became visible")?;
+    db.release().await?;
+    Ok(if returned >= visible {
+        ms(returned - visible)
+    } else {
+        -ms(visible - returned)
+    })
+}
