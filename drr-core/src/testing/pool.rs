@@ -168,10 +168,10 @@ impl DbPool {
 
     async fn coordinator(&self) -> Result<(Arc<Client>, i32), Error> {
         let mut slot = self.coordinator.0.lock().await;
-        if let Some((client, pid)) = &*slot {
-            if !client.is_closed() {
-                return Ok((client.clone(), *pid));
-            }
+        if let Some((client, pid)) = &*slot
+            && !client.is_closed()
+        {
+            return Ok((client.clone(), *pid));
         }
         let client = connect(self.shared.stack.primary_url(), "primary").await?;
         let pid = ensure_schema(&client).await?;
@@ -488,10 +488,10 @@ impl Drop for TestDb {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            if let Ok(runtime) = runtime {
-                if let Err(err) = runtime.block_on(drop_database(&url, &name)) {
-                    tracing::warn!(database = %name, "cannot drop test database: {err}");
-                }
+            if let Ok(runtime) = runtime
+                && let Err(err) = runtime.block_on(drop_database(&url, &name))
+            {
+                tracing::warn!(database = %name, "cannot drop test database: {err}");
             }
         });
         let _ = thread.join();
@@ -560,7 +560,9 @@ async fn try_claim(conn: &Client, template: &str) -> Result<Option<(String, Lsn,
     }))
 }
 
-type FirstClaim = (i32, oneshot::Sender<Result<Option<(String, Lsn)>, Error>>);
+/// Where a refill sends the database it created for a waiting claim.
+type Reply = oneshot::Sender<Result<Option<(String, Lsn)>, Error>>;
+type FirstClaim = (i32, Reply);
 
 /// Creates databases ahead, holding the refill lock on `conn`, until the pool
 /// holds a batch; the first one goes to `first` (claimed for its pid) as
@@ -593,7 +595,7 @@ async fn refill_inner(
     conn: &Client,
     shared: &Shared,
     claimer: Option<i32>,
-    reply: &mut Option<oneshot::Sender<Result<Option<(String, Lsn)>, Error>>>,
+    reply: &mut Option<Reply>,
 ) -> Result<(), Error> {
     if let Err(err) = sweep(conn, shared, false).await {
         tracing::warn!("sweeping the test database pool failed: {err}");
@@ -623,10 +625,10 @@ async fn refill_inner(
             let claim_for = if reply.is_some() { claimer } else { None };
             let new = create_one(conn, shared, strategy, claim_for).await?;
             created += 1;
-            if claim_for.is_some() {
-                if let Some(tx) = reply.take() {
-                    let _ = tx.send(Ok(Some(new)));
-                }
+            if claim_for.is_some()
+                && let Some(tx) = reply.take()
+            {
+                let _ = tx.send(Ok(Some(new)));
             }
         }
     }
