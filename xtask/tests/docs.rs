@@ -605,6 +605,15 @@ fn shows_delay(words: &[&str]) -> bool {
     true
 }
 
+/// Runs the xtask binary (what `cargo xtask` runs) from the workspace root.
+fn run(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the xtask binary: {e}"))
+}
+
 #[test]
 fn safe_shown_commands_run_against_the_stack() {
     assert!(
@@ -613,6 +622,7 @@ fn safe_shown_commands_run_against_the_stack() {
          run it through `cargo xtask test` (e.g. `cargo xtask test -p xtask --test docs`)"
     );
     let mut seen = BTreeSet::new();
+    let mut ran = BTreeSet::new();
     let mut failures = Vec::new();
     for shown in shown_commands() {
         let line = format!("cargo xtask {}", shown.args.join(" "));
@@ -626,12 +636,21 @@ fn safe_shown_commands_run_against_the_stack() {
                 continue;
             }
         };
+        if !ran.insert(args.clone()) {
+            continue;
+        }
         let started = Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(&args)
-            .current_dir(root())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the xtask binary: {e}"));
+        let mut output = run(&args);
+        // Other tests share the stack and may pause a replica's replay for a
+        // moment, which leaves a probe's markers unseen: retry a probe once.
+        if !output.status.success() && args[0] == "probe" {
+            eprintln!(
+                "retry {}: probe failed once, maybe during another test's pause",
+                shown.place
+            );
+            std::thread::sleep(Duration::from_secs(5));
+            output = run(&args);
+        }
         eprintln!(
             "ran  {}: cargo xtask {} ({} ms)",
             shown.place,
