@@ -110,7 +110,7 @@ fn adding_and_removing_a_replica_round_trips_byte_for_byte() {
     assert_eq!(changed, paths);
     let compose = String::from_utf8(after["docker-compose.yaml"].clone()).unwrap();
     assert!(compose.contains("\n  replica2:\n"));
-    assert!(compose.contains("\n  replica2-data: {}\n"));
+    assert!(compose.contains("\n  replica2-data:\n    labels:\n"));
     let conf = String::from_utf8(after["replica2/postgresql.conf"].clone()).unwrap();
     assert!(conf.contains("\nrecovery_min_apply_delay = '1000ms'\n"));
 
