@@ -164,6 +164,9 @@ enum Command {
         /// Fewer runs and short criterion measurements (for CI).
         #[arg(long)]
         quick: bool,
+        /// Run only this part; repeat for several (default: all).
+        #[arg(long, value_enum, value_name = "PART")]
+        only: Vec<crate::bench::Part>,
     },
     /// Build a local Postgres image for the compose backend without any
     /// registry (cached).
@@ -333,11 +336,9 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Bench { quick } => {
-            let path = runtime.block_on(crate::bench::run(
-                &project,
-                crate::bench::BenchOptions { quick },
-            ))?;
+        Command::Bench { quick, only } => {
+            let options = crate::bench::BenchOptions { quick, only };
+            let path = runtime.block_on(crate::bench::run(&project, options))?;
             eprintln!("wrote {}", path.display());
         }
         Command::Image => {

@@ -21,12 +21,25 @@ pub use report::{COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Repo
 use crate::command::Command;
 use crate::project::Project;
 
+/// A part of the benchmark suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Stack start-up and shutdown, and the hand-written script baseline.
+    Stack,
+    /// Lag accuracy, and the psql-polling baseline.
+    Lag,
+    /// The workspace's own `cargo bench` benchmarks.
+    Cargo,
+}
+
 /// How much to measure.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Fewer repetitions and short criterion runs (well under two minutes
     /// after the build).
     pub quick: bool,
+    /// Only these parts (all when empty).
+    pub only: Vec<Part>,
 }
 
 /// Runs every benchmark and writes the report; returns the report's path.
@@ -38,12 +51,19 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
     };
     let mut figures = Vec::new();
     let mut comparisons = Vec::new();
-    eprintln!("bench: stack start-up ({runs} runs each)");
-    stack::figures(runs, &mut figures, &mut comparisons).await?;
-    eprintln!("bench: lag accuracy");
-    lag::figures(probe_for, rounds, &mut figures, &mut comparisons).await?;
-    eprintln!("bench: the workspace's benchmarks (cargo bench)");
-    workspace_benches(project, options.quick, &mut figures, &mut comparisons)?;
+    let wanted = |part| options.only.is_empty() || options.only.contains(&part);
+    if wanted(Part::Stack) {
+        eprintln!("bench: stack start-up ({runs} runs each)");
+        stack::figures(runs, &mut figures, &mut comparisons).await?;
+    }
+    if wanted(Part::Lag) {
+        eprintln!("bench: lag accuracy");
+        lag::figures(probe_for, rounds, &mut figures, &mut comparisons).await?;
+    }
+    if wanted(Part::Cargo) {
+        eprintln!("bench: the workspace's benchmarks (cargo bench)");
+        workspace_benches(project, options.quick, &mut figures, &mut comparisons)?;
+    }
     let report = Report {
         machine: Machine {
             quick: options.quick,
