@@ -11,7 +11,9 @@ fn workspace() -> PathBuf {
 
 /// Every tracked-looking source file: `.rs` files outside `target/`.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -46,7 +48,11 @@ fn every_rust_file_starts_with_module_docs() {
         .filter(|(_, text)| !text.trim_start().starts_with("//!"))
         .map(|(f, _)| f.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "add a `//!` line saying what each file is for:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "add a `//!` line saying what each file is for:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -59,7 +65,11 @@ fn no_trailing_whitespace() {
             }
         }
     }
-    assert!(offenders.is_empty(), "trailing whitespace at:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "trailing whitespace at:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
@@ -89,6 +99,12 @@ fn no_ignored_tests_or_leftover_debugging() {
 fn ci_runs_the_readme_test_command() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let ci = std::fs::read_to_string(workspace().join(".ci/run")).unwrap();
-    assert!(readme.contains("cargo xtask test"), "the README names the test command");
-    assert!(ci.contains("\ncargo xtask test"), ".ci/run runs `cargo xtask test`");
+    assert!(
+        readme.contains("cargo xtask test"),
+        "the README names the test command"
+    );
+    assert!(
+        ci.contains("\ncargo xtask test"),
+        ".ci/run runs `cargo xtask test`"
+    );
 }
