@@ -21,6 +21,18 @@ async fn current_delays(stack: &TestStack) -> Vec<u64> {
         .collect()
 }
 
+/// A stack with one undelayed replica and a table `t` created on the primary.
+async fn one_replica_with_table() -> (TestStack, tokio_postgres::Client, tokio_postgres::Client) {
+    let stack = TestStack::up(spec(&[0])).await;
+    let primary = stack.connect("primary").await;
+    let replica = stack.connect("replica1").await;
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    (stack, primary, replica)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delay_change_takes_effect_live_per_replica() {
     let stack = TestStack::up(spec(&[0, 0])).await;
@@ -90,13 +102,7 @@ async fn a_delay_change_takes_effect_live_per_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lowering_the_delay_releases_a_waiting_commit() {
-    let stack = TestStack::up(spec(&[0])).await;
-    let primary = stack.connect("primary").await;
-    let replica = stack.connect("replica1").await;
-    primary
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (stack, primary, replica) = one_replica_with_table().await;
     support::wait_for_table(&replica, "t", WAIT).await;
     let targets = lag::select(stack.spec(), &[]).unwrap();
     lag::delay(
@@ -136,13 +142,7 @@ async fn lowering_the_delay_releases_a_waiting_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_blocks_visibility_until_resume() {
-    let stack = TestStack::up(spec(&[0])).await;
-    let primary = stack.connect("primary").await;
-    let replica = stack.connect("replica1").await;
-    primary
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (stack, primary, replica) = one_replica_with_table().await;
     let targets = lag::select(stack.spec(), &[]).unwrap();
     let states = lag::set_paused(stack.spec(), &stack.secrets(), &targets, true)
         .await
