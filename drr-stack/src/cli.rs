@@ -346,7 +346,9 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
             progress.done(&format!("image {tag} is ready"));
             if spec.image != tag {
                 eprintln!(
-                    "run the compose backend on it with `{}={tag}` (or `.image(\"{tag}\")` in the spec)",
+                    "`cargo xtask up --backend compose` runs it while {} is not on this machine; \
+                     to choose it always, set `{}={tag}` or `.image(\"{tag}\")` in the spec",
+                    spec.image,
                     crate::render::compose::IMAGE_ENV
                 );
             }

@@ -1,6 +1,7 @@
 //! The compose backend on a real Docker engine, with the local image that
 //! `cargo xtask image` builds: a clean start, each replica's delay, a live
-//! delay change, pause and resume, and data kept across `down` and `up`.
+//! delay change, pause and resume, data kept across `down` and `up`, and a
+//! spec change on existing volumes (a replica removed, a database added).
 //!
 //! The test needs a Docker engine and a compose tool. Without an engine it
 //! prints why it was skipped and passes; with an engine but no compose tool,
@@ -73,14 +74,13 @@ impl ComposeStack {
             .prefix("drr-compose-test-")
             .tempdir()
             .expect("temp dir");
-        let project = Project::new(spec, dir.path()).expect("valid spec");
-        codegen::sync(
-            &project.compose_dir(),
-            &render::compose_dir(project.spec()),
-            Mode::Write,
-        )
-        .expect("write compose/");
+        let project = write_compose(spec, dir.path());
         ComposeStack { project, _dir: dir }
+    }
+
+    /// Replaces the spec, as a user editing it and running `cargo xtask gen`.
+    fn respec(&mut self, spec: StackSpec) {
+        self.project = write_compose(spec, self._dir.path());
     }
 
     fn compose(&self) -> Compose<'_> {
@@ -131,6 +131,18 @@ impl ComposeStack {
     }
 }
 
+/// A project for `spec` in `root`, with `compose/` written from it.
+fn write_compose(spec: StackSpec, root: &std::path::Path) -> Project {
+    let project = Project::new(spec, root).expect("valid spec");
+    codegen::sync(
+        &project.compose_dir(),
+        &render::compose_dir(project.spec()),
+        Mode::Write,
+    )
+    .expect("write compose/");
+    project
+}
+
 impl Drop for ComposeStack {
     fn drop(&mut self) {
         if let Ok(compose) = Compose::open(&self.project)
@@ -156,7 +168,7 @@ async fn a_compose_stack_lags_like_a_native_one_and_keeps_its_data() {
 
     let mut spec = support::spec(&[1000, 0]).image(&tag);
     spec.name = format!("drr-compose-test-{}", std::process::id());
-    let stack = ComposeStack::new(spec);
+    let mut stack = ComposeStack::new(spec);
     let cold = stack.up().await;
     eprintln!("cold up in {cold:?}");
 
@@ -241,6 +253,36 @@ async fn a_compose_stack_lags_like_a_native_one_and_keeps_its_data() {
             .get(0);
         assert_eq!(count, 3, "rows on {node} after down and up");
     }
+
+    // A spec without replica2 and with one more database: `up` drops
+    // replica2's slot and volume and creates the database on the old volume.
+    let mut spec = stack.project.spec().clone().database("extra", "app");
+    spec.replicas.retain(|r| r.node.name != "replica2");
+    stack.respec(spec);
+    stack.up().await;
+    assert_eq!(stack.volumes().len(), 2, "volumes after removing replica2");
+    let primary = stack.connect("primary").await;
+    let slots: Vec<String> = primary
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(slots, ["replica1"], "slots after removing replica2");
+    let extra: bool = primary
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'extra')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(extra, "the database added to the spec exists");
+    drop(primary);
 
     // `destroy` removes the volumes too.
     stack.compose().destroy(&mut Progress::new(false)).unwrap();

@@ -27,7 +27,7 @@ use crate::command::Command;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::render::compose::IMAGE_ENV;
+use crate::render::compose::{IMAGE_ENV, node_of_volume};
 use crate::secrets::Secrets;
 use crate::spec::StackSpec;
 
@@ -68,12 +68,23 @@ impl<'p> Compose<'p> {
         &self.tool
     }
 
-    /// The image the services run: `DRR_IMAGE` when set, else the spec's.
-    pub fn image(&self) -> String {
-        std::env::var(IMAGE_ENV)
+    /// The image the services run: `DRR_IMAGE` when set; else the spec's
+    /// when it is on this machine; else the one `cargo xtask image` builds,
+    /// when that is (no registry can be reached from many machines drr
+    /// runs on); else the spec's, which `up` then tries to pull.
+    pub fn image(&self) -> Result<String> {
+        if let Some(image) = std::env::var(IMAGE_ENV)
             .ok()
             .filter(|i| !i.trim().is_empty())
-            .unwrap_or_else(|| self.spec().image.clone())
+        {
+            return Ok(image);
+        }
+        let spec = self.spec();
+        let local = image::local_tag(spec.postgres_major);
+        if !image::exists(&spec.image)? && image::exists(&local)? {
+            return Ok(local);
+        }
+        Ok(spec.image.clone())
     }
 
     /// `compose -f <root>/compose/docker-compose.yaml -p <name> ARGS` with
@@ -102,14 +113,14 @@ impl<'p> Compose<'p> {
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
-        let image = self.image();
+        let image = self.image()?;
         if !image::exists(&image)? {
             progress.step(&format!("pull {image}"), || {
-                self.compose(["pull", "--quiet"]).read().map(drop).with_context(|| {
+                self.compose(["pull", "--quiet"]).env(IMAGE_ENV, &image).read().map(drop).with_context(|| {
                     format!(
                         "image {image} is not on this machine and cannot be pulled; build a local one \
-                         with `cargo xtask image` and run with `{IMAGE_ENV}={}` (or set `.image(...)` in the spec)",
-                        image::local_tag(self.spec().postgres_major)
+                         with `cargo xtask image`, which `up` then uses (or name an image that is here \
+                         with `{IMAGE_ENV}=...` or `.image(...)` in the spec)"
                     )
                 })
             })?;
@@ -119,6 +130,7 @@ impl<'p> Compose<'p> {
             &format!("{} up ({image})", self.tool.describe()),
             || {
                 self.compose(["up", "-d", "--remove-orphans"])
+                    .env(IMAGE_ENV, &image)
                     .read()
                     .map(drop)
                     .with_context(|| {
@@ -132,10 +144,84 @@ impl<'p> Compose<'p> {
         let started = Instant::now();
         let admin = self.wait_logins().await?;
         progress.record("nodes accept logins", started.elapsed());
+        progress.step("roles and databases", || self.bootstrap())?;
+        self.remove_dropped_replicas(&admin, progress).await?;
         let started = Instant::now();
         self.wait_streaming(&admin).await?;
         progress.record("replicas stream", started.elapsed());
         Ok(())
+    }
+
+    /// Runs the spec's idempotent bootstrap SQL in the primary's container,
+    /// so roles and databases added to the spec reach a volume made
+    /// earlier. The entrypoint ran it already when the volume is new; a
+    /// second run changes nothing. (`docker exec`, not `compose exec`: the
+    /// same, without compose v1's second of start-up.)
+    fn bootstrap(&self) -> Result<()> {
+        let script = "PGPASSWORD=\"$DRR_SUPERUSER_PASSWORD\" exec \
+            /usr/lib/postgresql/\"$DRR_PG_MAJOR\"/bin/psql -X -q -v ON_ERROR_STOP=1 \
+            -h 127.0.0.1 -p \"$DRR_PORT\" -U postgres -d postgres -f /etc/drr/node/bootstrap.sql";
+        let primary = self.spec().primary.name.as_str();
+        let container = self.container(primary)?;
+        Command::new("docker")
+            .args(["exec", &container, "sh", "-c", script])
+            .read()
+            .map(drop)
+            .with_context(|| format!("the bootstrap SQL failed on `{primary}`"))
+    }
+
+    /// The id of `node`'s running container.
+    fn container(&self, node: &str) -> Result<String> {
+        let project = format!("label=com.docker.compose.project={}", self.spec().name);
+        let service = format!("label=com.docker.compose.service={node}");
+        let out = Command::new("docker")
+            .args(["ps", "--quiet", "--filter", &project, "--filter", &service])
+            .read()?;
+        out.lines()
+            .next()
+            .map(str::to_owned)
+            .with_context(|| format!("the container of node `{node}` is not running"))
+    }
+
+    /// Replicas that left the spec: their containers went with
+    /// `--remove-orphans`; this drops their slots, which would otherwise
+    /// keep WAL on the primary forever, and removes their volumes.
+    async fn remove_dropped_replicas(
+        &self,
+        admin: &tokio_postgres::Client,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        for (node, volume) in self.dropped_volumes()? {
+            pg::drop_slot(admin, &node).await?;
+            progress.step(&format!("remove {node} (slot and volume {volume})"), || {
+                Command::new("docker")
+                    .args(["volume", "rm", &volume])
+                    .read()
+                    .map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `(node, volume)` for every node volume of this compose project whose
+    /// node is not in the spec.
+    fn dropped_volumes(&self) -> Result<Vec<(String, String)>> {
+        let spec = self.spec();
+        let project = format!("label=com.docker.compose.project={}", spec.name);
+        let out = Command::new("docker")
+            .args(["volume", "ls", "--filter", &project, "--format"])
+            .args(["{{.Name}}\t{{.Label \"com.docker.compose.volume\"}}"])
+            .read()
+            .context("cannot list the stack's volumes")?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .filter_map(|(volume, key)| {
+                let node = node_of_volume(key)?;
+                let in_spec = spec.nodes().any(|n| n.name == node);
+                (!in_spec).then(|| (node.to_owned(), volume.to_owned()))
+            })
+            .collect())
     }
 
     /// Fails before anything starts when a port of a node without a running

@@ -60,9 +60,17 @@ pub fn docker_compose_yaml(spec: &StackSpec) -> String {
     format!("# {PREAMBLE}\n{yaml}")
 }
 
+/// Suffix of the named volume that holds a node's data directory.
+const VOLUME_SUFFIX: &str = "-data";
+
 /// The named volume that holds a node's data directory.
 pub fn volume_name(node: &str) -> String {
-    format!("{node}-data")
+    format!("{node}{VOLUME_SUFFIX}")
+}
+
+/// The node whose data [`volume_name`] names, if it names one.
+pub fn node_of_volume(volume: &str) -> Option<&str> {
+    volume.strip_suffix(VOLUME_SUFFIX).filter(|n| !n.is_empty())
 }
 
 fn service(spec: &StackSpec, member: Member<'_>) -> Service {
@@ -219,6 +227,13 @@ mod tests {
 
     fn parse(yaml: &str) -> serde_json::Value {
         serde_yaml::from_str(yaml).expect("generated YAML parses")
+    }
+
+    #[test]
+    fn a_volume_name_leads_back_to_its_node() {
+        assert_eq!(node_of_volume(&volume_name("replica2")), Some("replica2"));
+        assert_eq!(node_of_volume("-data"), None);
+        assert_eq!(node_of_volume("cache"), None);
     }
 
     #[test]
