@@ -122,6 +122,26 @@ impl Command {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Runs to completion with stderr shown as it comes (for long commands
+    /// such as `cargo bench`) and returns stdout; a non-zero exit is an
+    /// error that quotes the command line.
+    pub fn read_stdout(&self) -> Result<String> {
+        let output = self
+            .expression()
+            .stdin_null()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run `{}`", self.display()))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "`{}` failed ({}); its errors are above",
+            self.display(),
+            output.status
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Runs with the terminal attached and returns the exit code.
     pub fn interactive(&self) -> Result<i32> {
         let mut expr = duct::cmd(&self.program, &self.args).unchecked();

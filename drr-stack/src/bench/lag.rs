@@ -2,12 +2,13 @@
 //! 1 s and 3 s, measured by drr's probe, and the `psql`-polling loop users
 //! write today, measured alternately with the probe on the same replica.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::report::{Comparison, Figure};
-use super::stack::{BenchStack, scratch_dir, spec};
+use super::stack::{BenchStack, spec};
 use crate::command::Command;
 use crate::native::Binaries;
 use crate::pg;
@@ -18,13 +19,13 @@ const DELAYS_MS: [u64; 4] = [0, 100, 1000, 3000];
 
 /// Runs the lag figures; `duration` is how long the probe writes markers.
 pub async fn figures(
+    cache: &Path,
     duration: Duration,
     baseline_rounds: usize,
     figures: &mut Vec<Figure>,
     comparisons: &mut Vec<Comparison>,
 ) -> Result<()> {
-    let cache = scratch_dir("drr-bench-cache-")?;
-    let stack = BenchStack::new(spec("benchlag", &DELAYS_MS)?, cache.path())?;
+    let stack = BenchStack::new(spec("benchlag", &DELAYS_MS)?, cache)?;
     stack.native()?.up(&mut Progress::new(true)).await?;
     let spec = stack.project.spec();
     let secrets = Secrets::load_or_create(&stack.project.secrets_dir())?;
