@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use drr_core::testing::TestStack;
 use drr_core::{Consistency, Fallback, LsnToken, MaxLag, Role, Router};
-use support::{Stack, direct, eventually, stack, unique_name};
+use support::{delay_at_least, direct, eventually, stack, unique_name};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -19,18 +20,18 @@ struct Table {
 }
 
 impl Table {
-    async fn create(stack: &Stack) -> Table {
+    async fn create(stack: &TestStack) -> Table {
         let name = unique_name("drr_core_t");
-        let primary = direct(&stack.primary_url).await;
+        let primary = direct(stack.primary_url()).await;
         primary
             .batch_execute(&format!(
                 "CREATE TABLE \"{name}\" (id bigint PRIMARY KEY, note text)"
             ))
             .await
             .expect("create table");
-        for url in &stack.replica_urls {
-            let replica = direct(url).await;
-            let delay = Duration::from_millis(stack.delays_ms.iter().copied().max().unwrap_or(0));
+        for node in stack.replicas() {
+            let replica = direct(&node.url).await;
+            let delay = stack.max_delay();
             eventually(
                 "the table to reach the replica",
                 delay + Duration::from_secs(20),
@@ -45,7 +46,7 @@ impl Table {
         }
         Table {
             name,
-            primary_url: stack.primary_url.clone(),
+            primary_url: stack.primary_url().to_owned(),
         }
     }
 
@@ -69,11 +70,15 @@ async fn router(config: drr_core::RouterConfig) -> Router {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventual_reads_miss_a_fresh_write() {
     let stack = stack();
-    let Some(delay) = stack.delay_at_least(Duration::from_millis(500)) else {
-        return;
-    };
+    let delay = delay_at_least(&stack, Duration::from_millis(500));
     let table = Table::create(&stack).await;
-    let router = router(stack.config().consistency(Consistency::Eventual)).await;
+    let router = router(
+        stack
+            .router_config()
+            .expect("the stack's URLs are valid")
+            .consistency(Consistency::Eventual),
+    )
+    .await;
     let session = router.session();
 
     session
@@ -113,13 +118,12 @@ async fn eventual_reads_miss_a_fresh_write() {
 /// read may miss it.
 async fn no_stale_reads(consistency: Consistency) {
     let stack = stack();
-    if stack.delay_at_least(Duration::from_millis(500)).is_none() {
-        return;
-    }
+    delay_at_least(&stack, Duration::from_millis(500));
     let table = Table::create(&stack).await;
     let router = router(
         stack
-            .config()
+            .router_config()
+            .expect("the stack\'s URLs are valid")
             .consistency(consistency)
             .max_wait(Duration::from_millis(100)),
     )
@@ -170,18 +174,22 @@ async fn read_your_writes_never_reads_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pin_after_write_never_reads_stale() {
     let stack = stack();
-    let delay = Duration::from_millis(stack.delays_ms.iter().copied().max().unwrap_or(0));
+    let delay = stack.max_delay();
     no_stale_reads(Consistency::PinAfterWrite(delay + Duration::from_secs(2))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_waits_for_a_replica_and_the_token_travels() {
     let stack = stack();
-    let Some(delay) = stack.delay_at_least(Duration::from_millis(500)) else {
-        return;
-    };
+    let delay = delay_at_least(&stack, Duration::from_millis(500));
     let table = Table::create(&stack).await;
-    let router = router(stack.config().max_wait(delay * 2 + Duration::from_secs(5))).await;
+    let router = router(
+        stack
+            .router_config()
+            .expect("the stack's URLs are valid")
+            .max_wait(delay * 2 + Duration::from_secs(5)),
+    )
+    .await;
     let writer = router.session_with(Consistency::ReadYourWrites);
     writer
         .execute(&table.sql("INSERT INTO {t} VALUES (7, 'waited')"), &[])
@@ -227,8 +235,8 @@ async fn read_your_writes_waits_for_a_replica_and_the_token_travels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_replicas_down_falls_back_to_the_primary() {
     let stack = stack();
-    let dead = dead_url(&stack.replica_urls[0]).await;
-    let config = drr_core::RouterConfig::new(&stack.primary_url)
+    let dead = dead_url(&stack.replicas()[0].url).await;
+    let config = drr_core::RouterConfig::new(stack.primary_url())
         .and_then(|c| c.replica(&dead))
         .and_then(|c| c.replica(&dead))
         .expect("config")
@@ -268,11 +276,11 @@ async fn all_replicas_down_falls_back_to_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_causes_no_failed_reads() {
     let stack = stack();
-    let target = &stack.replica_urls[0];
+    let target = &stack.replicas()[0].url;
     let proxy = Proxy::start(target).await;
     // Two nodes in front of the same real replica: one through the proxy
     // that dies mid-run, one direct.
-    let config = drr_core::RouterConfig::new(&stack.primary_url)
+    let config = drr_core::RouterConfig::new(stack.primary_url())
         .and_then(|c| c.named_replica("proxied", &proxy.url))
         .and_then(|c| c.named_replica("direct", target))
         .expect("config")
@@ -328,14 +336,19 @@ async fn a_killed_replica_causes_no_failed_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_is_excluded_by_max_lag() {
     let stack = stack();
-    let Some(delay) = stack.delay_at_least(Duration::from_millis(500)) else {
-        return;
-    };
+    let delay = delay_at_least(&stack, Duration::from_millis(500));
     let table = Table::create(&stack).await;
-    let strict = router(stack.config().max_lag(MaxLag::time(delay / 3))).await;
+    let strict = router(
+        stack
+            .router_config()
+            .expect("the stack's URLs are valid")
+            .max_lag(MaxLag::time(delay / 3)),
+    )
+    .await;
     let lenient = router(
         stack
-            .config()
+            .router_config()
+            .expect("the stack\'s URLs are valid")
             .max_lag(MaxLag::time(delay * 3 + Duration::from_secs(2))),
     )
     .await;
@@ -398,7 +411,7 @@ async fn a_lagging_replica_is_excluded_by_max_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_go_where_their_classification_says() {
     let stack = stack();
-    let router = router(stack.config()).await;
+    let router = router(stack.router_config().expect("the stack's URLs are valid")).await;
     let on_replica = router
         .query_one("SELECT pg_is_in_recovery()", &[])
         .await

@@ -31,7 +31,7 @@ $$"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_at_a_page_boundary_is_reachable() {
     let stack = stack();
-    let primary = direct(&admin_primary_url()).await;
+    let primary = direct(admin_primary_url(&stack)).await;
     let insert_lsn = async || -> Lsn {
         let row = primary
             .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
@@ -69,9 +69,9 @@ async fn token_at_a_page_boundary_is_reachable() {
     );
 
     // Every replica reaches the token, even if the primary is idle now.
-    let delay = Duration::from_millis(stack.delays_ms.iter().copied().max().unwrap_or(0));
-    for url in &stack.replica_urls {
-        let replica = direct(url).await;
+    let delay = stack.max_delay();
+    for node in stack.replicas() {
+        let replica = direct(&node.url).await;
         eventually(
             "a replica to replay up to the token",
             delay + Duration::from_secs(20),
@@ -88,14 +88,14 @@ async fn token_at_a_page_boundary_is_reachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_state_reads_replicas_and_the_primary() {
     let stack = stack();
-    let replica = direct(&stack.replica_urls[0]).await;
+    let replica = direct(&stack.replicas()[0].url).await;
     let state = wal::replay_state(&replica).await.expect("replica state");
     assert!(state.in_recovery);
     assert!(state.replay_lsn.is_some() && state.receive_lsn.is_some());
     assert_eq!(state.pause, Some(wal::ReplayPause::NotPaused));
     assert!(state.server_version >= 150_000);
 
-    let primary = direct(&stack.primary_url).await;
+    let primary = direct(stack.primary_url()).await;
     let state = wal::replay_state(&primary).await.expect("primary state");
     assert!(!state.in_recovery);
     assert_eq!((state.replay_lsn, state.pause), (None, None));

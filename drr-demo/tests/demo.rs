@@ -7,9 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drr_core::testing::TestStack;
 use drr_demo::AppConfig;
 use serde_json::json;
-use support::{LagLock, ReplayPause, Stack, TestApp, eventually, header, stack};
+use support::{LagLock, ReplayPause, TestApp, delay, eventually, header, stack};
 
 /// How far past the configured delay a write may become visible. The
 /// measured excess is the commit's trip through WAL streaming and replay,
@@ -20,7 +21,7 @@ use support::{LagLock, ReplayPause, Stack, TestApp, eventually, header, stack};
 /// delay, so a wrong delay cannot pass.
 const TOLERANCE: Duration = Duration::from_millis(250);
 
-async fn app(stack: &Stack) -> TestApp {
+async fn app(stack: &TestStack) -> TestApp {
     TestApp::spawn(stack, AppConfig::default(), |config| config).await
 }
 
@@ -76,7 +77,8 @@ async fn visibility_lag_is_the_configured_delay() {
     let app = app(&stack).await;
     let _lock = LagLock::shared(&stack).await;
     let replicas = Arc::new(app.db.replicas().await);
-    for (replica, &delay) in replicas.iter().zip(&stack.delays_ms) {
+    for (replica, node) in replicas.iter().zip(stack.replicas()) {
+        let delay = delay(node);
         let row = replica
             .query_one(
                 "SELECT setting::int8 FROM pg_settings WHERE name = 'recovery_min_apply_delay'",
@@ -86,9 +88,9 @@ async fn visibility_lag_is_the_configured_delay() {
             .expect("read the replica's delay");
         let live: i64 = row.get(0);
         assert_eq!(
-            u64::try_from(live).ok(),
-            Some(delay),
-            "a replica runs with a delay of {live} ms but the spec says {delay} ms; \
+            u128::try_from(live).ok(),
+            Some(delay.as_millis()),
+            "a replica runs with a delay of {live} ms but the spec says {delay:?}; \
              run `cargo xtask delay --reset`"
         );
     }
@@ -121,8 +123,8 @@ async fn visibility_lag_is_the_configured_delay() {
     }
     for sample in samples {
         let lags = sample.await.expect("sample task");
-        for ((lag, &delay), name) in lags.iter().zip(&stack.delays_ms).zip(&stack.replica_names) {
-            let delay = Duration::from_millis(delay);
+        for (lag, node) in lags.iter().zip(stack.replicas()) {
+            let (delay, name) = (delay(node), &node.name);
             eprintln!("{name}: visible after {lag:?} (delay {delay:?}, tolerance {TOLERANCE:?})");
             assert!(
                 *lag >= delay && *lag <= delay + TOLERANCE,
@@ -161,7 +163,7 @@ async fn eventual_create_then_fetch_is_404() {
     );
     let node = header(response.headers(), "x-drr-node").to_owned();
     assert!(
-        stack.replica_names.contains(&node),
+        stack.replicas().iter().any(|r| r.name == node),
         "the read went to {node:?}, not a replica"
     );
     let body: serde_json::Value = response.json().await.expect("JSON");

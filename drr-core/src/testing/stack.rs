@@ -161,6 +161,15 @@ impl TestStack {
             .unwrap_or_default()
     }
 
+    /// The smallest configured replica delay (zero if none is known).
+    pub fn min_delay(&self) -> Duration {
+        self.replicas
+            .iter()
+            .filter_map(|r| r.delay)
+            .min()
+            .unwrap_or_default()
+    }
+
     /// A router configuration for the stack's login database, with a fast
     /// monitor and small pools (test binaries share the servers).
     pub fn router_config(&self) -> Result<RouterConfig, Error> {

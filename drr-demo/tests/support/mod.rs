@@ -1,97 +1,44 @@
 //! How the demo's tests find the stack, get a private database, and run the
 //! app on an ephemeral port.
 //!
-//! Each test gets its own schema on the stack's default database, with the
-//! migrations applied and visible on every replica before the test starts;
-//! the app connects with that schema as its `search_path`. When drr-core's
-//! `testing` feature lands, [`TestDb::create`] becomes a call to its
-//! per-test database (created from a template built with
-//! [`drr_demo::migrations`]) and nothing else here changes: the rest only
-//! uses [`TestDb`]'s URLs.
+//! The stack comes from drr-core's [`TestStack`]. Each test gets its own
+//! schema on the stack's default database, with the demo's migrations
+//! applied by the demo's own runner (what the app does at start) and
+//! visible on every replica before the test starts; the app connects with
+//! that schema as its `search_path`.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use drr_core::testing::{ReplicaNode, TestStack};
 use drr_core::{Router, RouterConfig};
 use drr_demo::{AppConfig, AppState};
 
-/// The stack, from the variables that `cargo xtask test` exports.
-pub struct Stack {
-    pub primary_url: String,
-    pub replica_urls: Vec<String>,
-    pub replica_names: Vec<String>,
-    pub delays_ms: Vec<u64>,
-}
-
-fn var(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value,
-        _ => panic!(
-            "{name} is not set: this test needs the local Postgres stack. \
-             Run the tests with `cargo xtask test` (from the workspace root), \
-             or start the stack with `cargo xtask up` and export what \
-             `cargo xtask env --admin` prints."
-        ),
-    }
-}
-
-fn list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// Reads the stack's variables, failing the test (never skipping it) when
-/// they are missing.
-pub fn stack() -> Stack {
-    let replica_urls = list(&var("DRR_REPLICA_URLS"));
-    let delays_ms: Vec<u64> = list(&var("DRR_REPLICA_DELAYS_MS"))
-        .iter()
-        .map(|d| {
-            d.parse()
-                .unwrap_or_else(|_| panic!("DRR_REPLICA_DELAYS_MS has a bad entry {d:?}"))
-        })
-        .collect();
+/// The stack from the variables `cargo xtask test` exports; fails the test
+/// (never skips it) when they are missing or a replica is less than a
+/// second behind.
+pub fn stack() -> TestStack {
+    let stack = TestStack::require();
     assert!(
-        !replica_urls.is_empty(),
+        !stack.replicas().is_empty(),
         "DRR_REPLICA_URLS lists no replica"
     );
-    assert_eq!(
-        replica_urls.len(),
-        delays_ms.len(),
-        "DRR_REPLICA_URLS and DRR_REPLICA_DELAYS_MS differ in length"
-    );
-    assert!(
-        delays_ms.iter().all(|&d| d >= 1000),
-        "these tests need every replica at least 1000 ms behind, but \
-         DRR_REPLICA_DELAYS_MS is {delays_ms:?}; restore the spec's delays"
-    );
-    Stack {
-        primary_url: var("DRR_PRIMARY_URL"),
-        replica_names: list(&var("DRR_REPLICA_NAMES")),
-        replica_urls,
-        delays_ms,
+    for replica in stack.replicas() {
+        assert!(
+            delay(replica) >= Duration::from_secs(1),
+            "these tests need every replica at least 1000 ms behind, but `{}` is {:?} behind \
+             (DRR_REPLICA_DELAYS_MS); restore the spec's delays with `cargo xtask delay --reset`",
+            replica.name,
+            replica.delay
+        );
     }
+    stack
 }
 
-impl Stack {
-    /// The largest configured delay.
-    pub fn max_delay(&self) -> Duration {
-        Duration::from_millis(self.delays_ms.iter().copied().max().unwrap_or(0))
-    }
-
-    /// The smallest configured delay.
-    pub fn min_delay(&self) -> Duration {
-        Duration::from_millis(self.delays_ms.iter().copied().min().unwrap_or(0))
-    }
-
-    /// The superuser URLs of the replicas, to pause replay.
-    pub fn admin_replica_urls(&self) -> Vec<String> {
-        list(&var("DRR_ADMIN_REPLICA_URLS"))
-    }
+/// A replica's configured delay (known for every replica [`stack`] returns).
+pub fn delay(replica: &ReplicaNode) -> Duration {
+    replica.delay.unwrap_or_default()
 }
 
 /// A name no other test (in this or another process) uses.
@@ -126,22 +73,22 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the schema, applies the demo's migrations through its own
     /// runner, and waits until every replica shows them.
-    pub async fn create(stack: &Stack) -> TestDb {
+    pub async fn create(stack: &TestStack) -> TestDb {
         let schema = unique_name("drr_demo_t");
-        let primary = direct(&stack.primary_url).await;
+        let primary = direct(stack.primary_url()).await;
         primary
             .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
             .await
             .expect("create the test schema on the primary");
         let db = TestDb {
-            primary_url: with_schema(&stack.primary_url, &schema),
+            primary_url: with_schema(stack.primary_url(), &schema),
             replica_urls: stack
-                .replica_urls
+                .replicas()
                 .iter()
-                .map(|url| with_schema(url, &schema))
+                .map(|r| with_schema(&r.url, &schema))
                 .collect(),
-            replica_names: stack.replica_names.clone(),
-            admin_url: stack.primary_url.clone(),
+            replica_names: stack.replicas().iter().map(|r| r.name.clone()).collect(),
+            admin_url: stack.primary_url().to_owned(),
             schema,
         };
         let router = Router::connect(db.config()).await.expect("router");
@@ -211,7 +158,7 @@ impl TestApp {
     /// A private database, and the app over it with `app` settings and the
     /// router `tune`d.
     pub async fn spawn(
-        stack: &Stack,
+        stack: &TestStack,
         app: AppConfig,
         tune: impl FnOnce(RouterConfig) -> RouterConfig,
     ) -> TestApp {
@@ -353,8 +300,8 @@ impl LagLock {
     const KEY: i64 = 0x0d44_de30;
 
     /// Shared: for tests whose timings a paused replica would spoil.
-    pub async fn shared(stack: &Stack) -> LagLock {
-        let client = direct(&stack.primary_url).await;
+    pub async fn shared(stack: &TestStack) -> LagLock {
+        let client = direct(stack.primary_url()).await;
         client
             .execute("SELECT pg_advisory_lock_shared($1)", &[&Self::KEY])
             .await
@@ -363,8 +310,8 @@ impl LagLock {
     }
 
     /// Exclusive: for a test that pauses replay.
-    pub async fn exclusive(stack: &Stack) -> LagLock {
-        let client = direct(&stack.primary_url).await;
+    pub async fn exclusive(stack: &TestStack) -> LagLock {
+        let client = direct(stack.primary_url()).await;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&Self::KEY])
             .await
@@ -382,10 +329,21 @@ pub struct ReplayPause {
 impl ReplayPause {
     /// Pauses replay on every replica and waits until each reports
     /// `paused`.
-    pub async fn all(stack: &Stack) -> ReplayPause {
-        let pause = ReplayPause {
-            admin_urls: stack.admin_replica_urls(),
-        };
+    pub async fn all(stack: &TestStack) -> ReplayPause {
+        let admin_urls = stack
+            .replicas()
+            .iter()
+            .map(|r| {
+                r.admin_url.clone().unwrap_or_else(|| {
+                    panic!(
+                        "DRR_ADMIN_REPLICA_URLS gives no superuser URL for `{}`; run the tests \
+                         with `cargo xtask test`",
+                        r.name
+                    )
+                })
+            })
+            .collect();
+        let pause = ReplayPause { admin_urls };
         for url in &pause.admin_urls {
             let admin = direct(url).await;
             admin
