@@ -87,6 +87,29 @@ pub fn stats(samples: &[f64]) -> Option<(f64, f64, f64, f64)> {
     ))
 }
 
+impl Comparison {
+    /// B / A. When A and B have one sample per alternating round (equal
+    /// counts), the median of the per-round ratios, which a drift in the
+    /// machine's load between rounds does not skew; otherwise the ratio of
+    /// the medians.
+    pub fn ratio(&self) -> Option<f64> {
+        let paired = self.a.samples.len() == self.b.samples.len();
+        if paired {
+            let ratios: Vec<f64> = self
+                .a
+                .samples
+                .iter()
+                .zip(&self.b.samples)
+                .map(|(a, b)| b / a)
+                .collect();
+            return stats(&ratios).map(|(median, ..)| median);
+        }
+        let (a, ..) = stats(&self.a.samples)?;
+        let (b, ..) = stats(&self.b.samples)?;
+        Some(b / a)
+    }
+}
+
 fn number(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -151,11 +174,11 @@ impl Report {
                 .collect();
             if !comparisons.is_empty() {
                 out.push_str(
-                    "\n| comparison (measured alternately) | A | median A | B | median B | B / A |\n|---|---|---:|---|---:|---:|\n",
+                    "\n| comparison (measured alternately) | A | median A | B | median B | B / A (median of per-round ratios when paired) |\n|---|---|---:|---|---:|---:|\n",
                 );
                 for c in comparisons {
-                    if let (Some((a, ..)), Some((b, ..))) =
-                        (stats(&c.a.samples), stats(&c.b.samples))
+                    if let (Some((a, ..)), Some((b, ..)), Some(ratio)) =
+                        (stats(&c.a.samples), stats(&c.b.samples), c.ratio())
                     {
                         let _ = writeln!(
                             out,
@@ -167,7 +190,7 @@ impl Report {
                             c.b.name,
                             number(b),
                             c.b.unit,
-                            b / a
+                            ratio
                         );
                     }
                 }
@@ -220,5 +243,29 @@ mod tests {
         );
         assert!(md.contains("| 3.00 |"), "{md}");
         assert_eq!(md.matches("## stack").count(), 1);
+    }
+
+    #[test]
+    fn paired_rounds_give_the_median_of_their_ratios() {
+        let figure = |samples: Vec<f64>| Figure {
+            group: "g".into(),
+            name: "n".into(),
+            unit: "q/s".into(),
+            samples,
+        };
+        // Per-round ratios 0.6, 0.375 and 2; the ratio of the medians
+        // would be 150 / 400.
+        let paired = Comparison {
+            group: "g".into(),
+            name: "paired".into(),
+            a: figure(vec![100.0, 400.0, 1000.0]),
+            b: figure(vec![60.0, 150.0, 2000.0]),
+        };
+        assert_eq!(paired.ratio(), Some(0.6));
+        let unpaired = Comparison {
+            b: figure(vec![800.0, 1200.0]),
+            ..paired
+        };
+        assert_eq!(unpaired.ratio(), Some(2.5));
     }
 }
