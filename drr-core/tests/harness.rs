@@ -326,8 +326,8 @@ async fn leftovers_of_crashed_runs_are_swept() -> Result<(), Error> {
     let stack = TestStack::require();
     let primary = connect(stack.primary_url()).await;
     let pid = std::process::id();
-    let orphan = format!("{}leftover_{pid}", testing::DATABASE_PREFIX);
-    let dead = format!("{}dead_{pid}", testing::DATABASE_PREFIX);
+    let orphan = format!("{}leftover_{pid}", pool.database_prefix());
+    let dead = format!("{}dead_{pid}", pool.database_prefix());
 
     // A database by the prefix with no row: a crash between unregistering
     // and dropping.
@@ -388,4 +388,49 @@ async fn leftovers_of_crashed_runs_are_swept() -> Result<(), Error> {
         .expect("pool row");
     assert!(row.is_none(), "the dead claim's row is gone");
     Ok(())
+}
+
+/// Another login database on the same server with its own pool (another
+/// project sharing the role): its sweeps, even `cleanup_leftovers`, never
+/// drop our claimed database or our template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_another_login_database_never_sweeps_ours() -> Result<(), Error> {
+    let stack = TestStack::require();
+    let ours = pool();
+    let db = ours.claim().await?;
+    assert!(db.name().starts_with(ours.database_prefix()));
+
+    let other = format!("drr_home_{}", std::process::id());
+    let primary = connect(stack.primary_url()).await;
+    let create = format!("CREATE DATABASE {}", testing::quote_ident(&other));
+    primary
+        .batch_execute(&create)
+        .await
+        .expect("create the other login database");
+    let (base, _) = stack
+        .primary_url()
+        .rsplit_once('/')
+        .expect("the primary URL names a database");
+    let theirs = DbPool::new(TestStack::new(&format!("{base}/{other}")), migrations());
+    assert_ne!(theirs.database_prefix(), ours.database_prefix());
+    let swept = theirs.cleanup_leftovers().await;
+
+    let drop_other = format!(
+        "DROP DATABASE {} WITH (FORCE)",
+        testing::quote_ident(&other)
+    );
+    primary
+        .batch_execute(&drop_other)
+        .await
+        .expect("drop the other login database");
+    let swept = swept?;
+    assert!(
+        database_exists(db.name()).await,
+        "the other pool dropped our claimed database (it dropped {swept:?})"
+    );
+    assert!(
+        database_exists(ours.template_name()).await,
+        "the other pool dropped our template (it dropped {swept:?})"
+    );
+    db.release().await
 }

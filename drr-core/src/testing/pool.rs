@@ -28,14 +28,15 @@ use crate::lsn::Lsn;
 use crate::router::Router;
 use crate::testing::error::Error;
 use crate::testing::migrations::Migrations;
-use crate::testing::sql::quote_ident;
+use crate::testing::sql::{StableHash, quote_ident};
 use crate::testing::stack::{TestStack, connect, with_dbname};
 use crate::testing::wait;
 use crate::wal;
 
-/// Names of pool databases start with this; cleanup drops leftovers by it.
+/// Names of pool databases start with this, then a tag of the login
+/// database whose pool tracks them (see [`DbPool::database_prefix`]).
 pub const DATABASE_PREFIX: &str = "drr_t_";
-/// Names of template databases start with this.
+/// Names of template databases start with this, then the same tag.
 pub const TEMPLATE_PREFIX: &str = "drr_tpl_";
 
 /// Advisory lock classes (`pg_advisory_lock(class, key)`), "DRRT" and up.
@@ -89,6 +90,10 @@ struct Shared {
     stack: TestStack,
     migrations: Migrations,
     hash: u64,
+    /// `drr_t_<home>_`: the names of this pool's databases.
+    database_prefix: String,
+    /// `drr_tpl_<home>_`: the names of this pool's templates.
+    template_prefix: String,
     template: String,
     batch_size: usize,
     claim_timeout: Duration,
@@ -100,12 +105,16 @@ impl DbPool {
     pub fn new(stack: TestStack, migrations: Migrations) -> Self {
         let hash = migrations.hash();
         let claim_timeout = Duration::from_secs(60) + stack.max_delay();
+        let home = home_tag(stack.primary_url());
+        let template_prefix = format!("{TEMPLATE_PREFIX}{home:08x}_");
         DbPool {
             shared: Arc::new(Shared {
+                database_prefix: format!("{DATABASE_PREFIX}{home:08x}_"),
+                template: format!("{template_prefix}{hash:016x}"),
+                template_prefix,
                 stack,
                 migrations,
                 hash,
-                template: format!("{TEMPLATE_PREFIX}{hash:016x}"),
                 batch_size: 16,
                 claim_timeout,
                 max_ready_age: Duration::from_secs(3600),
@@ -134,9 +143,19 @@ impl DbPool {
         self
     }
 
-    /// The template database's name, `drr_tpl_<hash of the migrations>`.
+    /// The template database's name, `drr_tpl_<home>_<hash of the
+    /// migrations>`.
     pub fn template_name(&self) -> &str {
         &self.shared.template
+    }
+
+    /// The prefix of this pool's database names, `drr_t_<home>_`, where
+    /// `<home>` tags the login database whose `drr_testing.pool` table
+    /// tracks them. Sweeps drop only databases with this prefix, so pools
+    /// of other login databases on the same server (another project using
+    /// the same role) never drop each other's databases.
+    pub fn database_prefix(&self) -> &str {
+        &self.shared.database_prefix
     }
 
     /// Claims a fresh database that exists on the primary and on every
@@ -309,8 +328,9 @@ impl DbPool {
     /// Drops what crashed or finished runs left behind: databases marked
     /// `done`, databases claimed or being created by a backend that is gone,
     /// ready databases older than [`max_ready_age`](DbPool::max_ready_age),
-    /// and databases named `drr_t_...` that have no row at all. Returns the
-    /// names dropped. Every refill runs it first.
+    /// and databases named with this pool's
+    /// [`database_prefix`](DbPool::database_prefix) that have no row at all.
+    /// Returns the names dropped. Every refill runs it first.
     pub async fn sweep(&self) -> Result<Vec<String>, Error> {
         let conn = connect(self.shared.stack.primary_url(), "primary").await?;
         ensure_schema(&conn).await?;
@@ -318,8 +338,9 @@ impl DbPool {
     }
 
     /// [`sweep`](DbPool::sweep), and also every unclaimed pool database
-    /// whatever its age, and the templates (`drr_tpl_...`) no pool database
-    /// refers to and nobody is building. For a clean slate between suites.
+    /// whatever its age, and this pool's templates (`drr_tpl_<home>_...`)
+    /// no pool database refers to and nobody is building. For a clean slate
+    /// between suites.
     pub async fn cleanup_leftovers(&self) -> Result<Vec<String>, Error> {
         let conn = connect(self.shared.stack.primary_url(), "primary").await?;
         ensure_schema(&conn).await?;
@@ -698,6 +719,20 @@ async fn exec(conn: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
     conn.batch_execute(sql).await
 }
 
+/// The tag of the login database a pool lives in (named in the URL, else
+/// the user's name, as Postgres defaults it): 32 bits of a stable hash.
+fn home_tag(primary_url: &str) -> u32 {
+    let config: Option<tokio_postgres::Config> = primary_url.parse().ok();
+    let database = config
+        .as_ref()
+        .and_then(|c| c.get_dbname().or(c.get_user()))
+        .unwrap_or(primary_url);
+    let mut hash = StableHash::new();
+    hash.write(b"home");
+    hash.write(database.as_bytes());
+    (hash.finish() >> 32) as u32
+}
+
 /// Creates one pool database: registered first (so a sweep never takes it
 /// for an orphan), then created, then marked ready with the WAL position
 /// replicas must replay before it exists there.
@@ -712,7 +747,7 @@ async fn create_one(
         .await
         .map_err(Error::postgres("primary", "numbering a test database"))?
         .get(0);
-    let name = format!("{DATABASE_PREFIX}{:012x}_{id}", shared.hash >> 16);
+    let name = format!("{}{:012x}_{id}", shared.database_prefix, shared.hash >> 16);
     conn.execute(
         "INSERT INTO drr_testing.pool (name, template, state, owner_pid) \
          VALUES ($1, $2, 'creating', pg_backend_pid())",
@@ -813,7 +848,7 @@ async fn sweep(conn: &Client, shared: &Shared, everything: bool) -> Result<Vec<S
              WHERE left(datname, length($1)) = $1 \
                AND pg_get_userbyid(datdba) = current_user \
                AND NOT EXISTS (SELECT 1 FROM drr_testing.pool p WHERE p.name = d.datname)",
-            &[&DATABASE_PREFIX],
+            &[&shared.database_prefix],
         )
         .await
         .map_err(Error::postgres("primary", "listing leftover databases"))?;
@@ -834,20 +869,20 @@ async fn sweep(conn: &Client, shared: &Shared, everything: bool) -> Result<Vec<S
         }
     }
     if everything {
-        dropped.extend(drop_unused_templates(conn).await?);
+        dropped.extend(drop_unused_templates(conn, &shared.template_prefix).await?);
     }
     Ok(dropped)
 }
 
 /// Drops templates that no pool row refers to and that nobody is building.
-async fn drop_unused_templates(conn: &Client) -> Result<Vec<String>, Error> {
+async fn drop_unused_templates(conn: &Client, prefix: &str) -> Result<Vec<String>, Error> {
     let rows = conn
         .query(
             "SELECT datname FROM pg_database d \
              WHERE left(datname, length($1)) = $1 \
                AND pg_get_userbyid(datdba) = current_user \
                AND NOT EXISTS (SELECT 1 FROM drr_testing.pool p WHERE p.template = d.datname)",
-            &[&TEMPLATE_PREFIX],
+            &[&prefix],
         )
         .await
         .map_err(Error::postgres("primary", "listing templates"))?;
@@ -855,7 +890,7 @@ async fn drop_unused_templates(conn: &Client) -> Result<Vec<String>, Error> {
     for row in rows {
         let name: String = row.get(0);
         let Some(hash) = name
-            .strip_prefix(TEMPLATE_PREFIX)
+            .strip_prefix(prefix)
             .and_then(|h| u64::from_str_radix(h, 16).ok())
         else {
             continue;
