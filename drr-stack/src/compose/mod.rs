@@ -68,23 +68,32 @@ impl<'p> Compose<'p> {
         &self.tool
     }
 
-    /// The image the services run: `DRR_IMAGE` when set; else the spec's
-    /// when it is on this machine; else the one `cargo xtask image` builds,
-    /// when that is (no registry can be reached from many machines drr
-    /// runs on); else the spec's, which `up` then tries to pull.
-    pub fn image(&self) -> Result<String> {
+    /// The image the services run, and whether it is on this machine:
+    /// `DRR_IMAGE` when set; else the spec's when it is here; else the one
+    /// `cargo xtask image` builds, when that is (no registry can be reached
+    /// from many machines drr runs on); else the spec's, for `up` to pull.
+    fn image(&self) -> Result<(String, bool)> {
         if let Some(image) = std::env::var(IMAGE_ENV)
             .ok()
             .filter(|i| !i.trim().is_empty())
         {
-            return Ok(image);
+            let here = image::exists(&image)?;
+            return Ok((image, here));
         }
         let spec = self.spec();
-        let local = image::local_tag(spec.postgres_major);
-        if !image::exists(&spec.image)? && image::exists(&local)? {
-            return Ok(local);
+        if image::exists(&spec.image)? {
+            return Ok((spec.image.clone(), true));
         }
-        Ok(spec.image.clone())
+        let local = image::local_tag(spec.postgres_major);
+        if image::exists(&local)? {
+            return Ok((local, true));
+        }
+        Ok((spec.image.clone(), false))
+    }
+
+    /// The engine filter for this stack's containers and volumes.
+    fn project_filter(&self) -> String {
+        format!("label=com.docker.compose.project={}", self.spec().name)
     }
 
     /// `compose -f <root>/compose/docker-compose.yaml -p <name> ARGS` with
@@ -113,8 +122,8 @@ impl<'p> Compose<'p> {
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
-        let image = self.image()?;
-        if !image::exists(&image)? {
+        let (image, here) = self.image()?;
+        if !here {
             progress.step(&format!("pull {image}"), || {
                 self.compose(["pull", "--quiet"]).env(IMAGE_ENV, &image).read().map(drop).with_context(|| {
                     format!(
@@ -172,10 +181,10 @@ impl<'p> Compose<'p> {
 
     /// The id of `node`'s running container.
     fn container(&self, node: &str) -> Result<String> {
-        let project = format!("label=com.docker.compose.project={}", self.spec().name);
         let service = format!("label=com.docker.compose.service={node}");
         let out = Command::new("docker")
-            .args(["ps", "--quiet", "--filter", &project, "--filter", &service])
+            .args(["ps", "--quiet", "--filter", &self.project_filter()])
+            .args(["--filter", &service])
             .read()?;
         out.lines()
             .next()
@@ -207,9 +216,14 @@ impl<'p> Compose<'p> {
     /// node is not in the spec.
     fn dropped_volumes(&self) -> Result<Vec<(String, String)>> {
         let spec = self.spec();
-        let project = format!("label=com.docker.compose.project={}", spec.name);
         let out = Command::new("docker")
-            .args(["volume", "ls", "--filter", &project, "--format"])
+            .args([
+                "volume",
+                "ls",
+                "--filter",
+                &self.project_filter(),
+                "--format",
+            ])
             .args(["{{.Name}}\t{{.Label \"com.docker.compose.volume\"}}"])
             .read()
             .context("cannot list the stack's volumes")?;
@@ -356,9 +370,14 @@ impl<'p> Compose<'p> {
     /// Each container's state as the engine words it (e.g. `Up 5 seconds
     /// (healthy)`), by service; empty when the engine cannot be asked.
     pub fn states(&self) -> BTreeMap<String, String> {
-        let project = format!("label=com.docker.compose.project={}", self.spec().name);
         let Ok(out) = Command::new("docker")
-            .args(["ps", "--all", "--filter", &project, "--format"])
+            .args([
+                "ps",
+                "--all",
+                "--filter",
+                &self.project_filter(),
+                "--format",
+            ])
             .args(["{{.Label \"com.docker.compose.service\"}}\t{{.Status}}"])
             .read()
         else {
