@@ -842,17 +842,7 @@ async fn sweep(conn: &Client, shared: &Shared, everything: bool) -> Result<Vec<S
     let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     // Databases by prefix with no row: a crash between unregistering and
     // dropping, or a pool table that was dropped.
-    let orphans = conn
-        .query(
-            "SELECT datname FROM pg_database d \
-             WHERE left(datname, length($1)) = $1 \
-               AND pg_get_userbyid(datdba) = current_user \
-               AND NOT EXISTS (SELECT 1 FROM drr_testing.pool p WHERE p.name = d.datname)",
-            &[&shared.database_prefix],
-        )
-        .await
-        .map_err(Error::postgres("primary", "listing leftover databases"))?;
-    names.extend(orphans.iter().map(|r| r.get::<_, String>(0)));
+    names.extend(unreferenced(conn, &shared.database_prefix, PoolColumn::Name).await?);
     names.sort();
     names.dedup();
     let mut dropped = Vec::with_capacity(names.len());
@@ -874,21 +864,45 @@ async fn sweep(conn: &Client, shared: &Shared, everything: bool) -> Result<Vec<S
     Ok(dropped)
 }
 
-/// Drops templates that no pool row refers to and that nobody is building.
-async fn drop_unused_templates(conn: &Client, prefix: &str) -> Result<Vec<String>, Error> {
+/// A column of `drr_testing.pool` that names a database.
+#[derive(Clone, Copy)]
+enum PoolColumn {
+    /// `name`: a pool database.
+    Name,
+    /// `template`: the template a pool database was copied from.
+    Template,
+}
+
+/// Databases named `prefix...` and owned by the login role that no pool
+/// row names in `column`.
+async fn unreferenced(
+    conn: &Client,
+    prefix: &str,
+    column: PoolColumn,
+) -> Result<Vec<String>, Error> {
+    let (column, listing) = match column {
+        PoolColumn::Name => ("name", "listing leftover databases"),
+        PoolColumn::Template => ("template", "listing templates"),
+    };
     let rows = conn
         .query(
-            "SELECT datname FROM pg_database d \
-             WHERE left(datname, length($1)) = $1 \
-               AND pg_get_userbyid(datdba) = current_user \
-               AND NOT EXISTS (SELECT 1 FROM drr_testing.pool p WHERE p.template = d.datname)",
+            &format!(
+                "SELECT datname FROM pg_database d \
+                 WHERE left(datname, length($1)) = $1 \
+                   AND pg_get_userbyid(datdba) = current_user \
+                   AND NOT EXISTS (SELECT 1 FROM drr_testing.pool p WHERE p.{column} = d.datname)"
+            ),
             &[&prefix],
         )
         .await
-        .map_err(Error::postgres("primary", "listing templates"))?;
+        .map_err(Error::postgres("primary", listing))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Drops templates that no pool row refers to and that nobody is building.
+async fn drop_unused_templates(conn: &Client, prefix: &str) -> Result<Vec<String>, Error> {
     let mut dropped = Vec::new();
-    for row in rows {
-        let name: String = row.get(0);
+    for name in unreferenced(conn, prefix, PoolColumn::Template).await? {
         let Some(hash) = name
             .strip_prefix(prefix)
             .and_then(|h| u64::from_str_radix(h, 16).ok())
