@@ -11,11 +11,6 @@
 //! Needs the stack's variables (`cargo xtask env`); without them it says so
 //! and exits successfully, so `cargo bench` works anywhere.
 
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
-#[path = "support/report.rs"]
-mod report;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -25,8 +20,8 @@ use drr_core::{Consistency, Router, RouterConfig};
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 
-use cpu_time::CpuTime;
-use report::{Figure, compare};
+use drr_bench::cpu_time::CpuTime;
+use drr_bench::report::{Figure, compare};
 
 const THROUGHPUT: &str = "4. router vs raw pool";
 /// The table the indexed select reads: `ROWS` rows, primary key `id`.

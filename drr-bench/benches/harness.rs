@@ -15,9 +15,6 @@
 //! Needs the stack's variables (`cargo xtask env`); without them it says so
 //! and exits successfully.
 
-#[path = "support/report.rs"]
-mod report;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drr_core::testing::{
@@ -25,7 +22,7 @@ use drr_core::testing::{
 };
 use tokio_postgres::NoTls;
 
-use report::{Figure, compare};
+use drr_bench::report::{Figure, compare};
 
 const HARNESS: &str = "5. test harness";
 const WAIT: &str = "3. wait_for_replicas";

@@ -5,16 +5,13 @@
 //! meaningful when other work shares the machine (wall time only under
 //! `DRR_BENCH_QUICK=1`).
 
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
-
 use std::hint::black_box;
 
 use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use drr_core::classify;
 
-use cpu_time::CpuTime;
+use drr_bench::cpu_time::CpuTime;
 
 const STATEMENTS: &[(&str, &str)] = &[
     (
