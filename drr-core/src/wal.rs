@@ -30,15 +30,19 @@ pub struct ReplayState {
     pub server_version: i32,
 }
 
-/// Whether replay is paused (`pg_wal_replay_pause()`).
+/// Whether replay is held by `pg_wal_replay_pause()`.
+///
+/// Postgres reports `pause requested` while a commit waits out
+/// `recovery_min_apply_delay` after a pause, and `paused` once replay
+/// stopped. In both, nothing new becomes visible until
+/// `pg_wal_replay_resume()`, so both are [`ReplayPause::Paused`]: replay is
+/// held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReplayPause {
     /// Replay runs.
     NotPaused,
-    /// A pause was asked for and has not taken effect yet.
-    PauseRequested,
-    /// Replay is paused.
+    /// Replay is held by a pause, requested or in effect.
     Paused,
 }
 
@@ -58,9 +62,8 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState, tokio_postgres
         replay_lsn: lsn(row.try_get(1)?),
         receive_lsn: lsn(row.try_get(2)?),
         pause: row.try_get::<_, Option<&str>>(3)?.map(|state| match state {
-            "paused" => ReplayPause::Paused,
-            "pause requested" => ReplayPause::PauseRequested,
-            _ => ReplayPause::NotPaused,
+            "not paused" => ReplayPause::NotPaused,
+            _ => ReplayPause::Paused,
         }),
         server_version: row.try_get(4)?,
     })

@@ -94,13 +94,54 @@ pub async fn connect_retrying(
     }
 }
 
+/// Whether a replica replays WAL.
+///
+/// Postgres has three pause states: `not paused`, `paused`, and `pause
+/// requested`, which `pg_wal_replay_pause()` leaves in place while a commit
+/// waits out `recovery_min_apply_delay`. In both of the last two nothing new
+/// becomes visible until `pg_wal_replay_resume()`, so drr shows them as one
+/// state: replay is held, [`Replay::Paused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replay {
+    /// Replay runs.
+    Running,
+    /// Replay is held by a pause (requested or in effect) until `resume`.
+    Paused,
+}
+
+impl Replay {
+    /// From `pg_get_wal_replay_pause_state()`.
+    pub fn from_pause_state(state: &str) -> Replay {
+        if state == "not paused" {
+            Replay::Running
+        } else {
+            Replay::Paused
+        }
+    }
+
+    /// `running` or `paused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replay::Running => "running",
+            Replay::Paused => "paused",
+        }
+    }
+}
+
+impl std::fmt::Display for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A replica's replay state as seen on the replica itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayState {
     /// `pg_is_in_recovery()`.
     pub in_recovery: bool,
-    /// `pg_get_wal_replay_pause_state()`: `not paused`, `pause requested`, `paused`.
-    pub pause_state: String,
+    /// Whether replay runs or is held by a pause.
+    pub replay: Replay,
     /// Current `recovery_min_apply_delay` in milliseconds.
     pub delay_ms: u64,
     /// `pg_last_wal_replay_lsn()` as text.
@@ -121,7 +162,7 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState> {
         .context("cannot read the replay state")?;
     Ok(ReplayState {
         in_recovery: row.get(0),
-        pause_state: row.get(1),
+        replay: Replay::from_pause_state(row.get(1)),
         delay_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
         replay_lsn: row.get(3),
     })

@@ -149,7 +149,7 @@ pub(crate) mod tests {
                 name: name.to_owned(),
                 delay_ms: delay,
                 spec_delay_ms: delay,
-                pause_state: "not paused".to_owned(),
+                replay: crate::pg::Replay::Running,
                 error: lag.map(|l| l.shifted(delay)),
                 lag,
                 unseen: Vec::new(),
@@ -208,8 +208,8 @@ pub(crate) mod tests {
                 "error",
                 "lag",
                 "name",
-                "pause_state",
                 "polls",
+                "replay",
                 "samples",
                 "spec_delay_ms",
                 "unseen"

@@ -35,8 +35,8 @@ pub struct NodeStatus {
     pub replay_lag_ms: Option<f64>,
     /// Replay lag in bytes of WAL.
     pub replay_lag_bytes: Option<i64>,
-    /// `not paused`, `pause requested` or `paused`.
-    pub replay: Option<String>,
+    /// Whether replay runs or is held by a pause (replicas that are up).
+    pub replay: Option<pg::Replay>,
 }
 
 impl NodeStatus {
@@ -96,7 +96,7 @@ pub async fn gather(
                 if let Some(replay) = replay {
                     status.state = "up";
                     status.current_delay_ms = Some(replay.delay_ms);
-                    status.replay = Some(replay.pause_state);
+                    status.replay = Some(replay.replay);
                 }
             }
         }
@@ -131,7 +131,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
             };
             let replay = match (&n.replay, n.streaming) {
                 (Some(r), Some(false)) => format!("{r}, not streaming"),
-                (Some(r), _) => r.clone(),
+                (Some(r), _) => r.to_string(),
                 (None, _) => "-".to_owned(),
             };
             [
@@ -189,7 +189,7 @@ mod tests {
             streaming: Some(true),
             replay_lag_ms: Some(0.0),
             replay_lag_bytes: Some(0),
-            replay: Some("paused".into()),
+            replay: Some(pg::Replay::Paused),
         };
         let text = table(&[replica]);
         let row = text.lines().nth(1).unwrap();

@@ -137,10 +137,7 @@ fn describe_position(replayed: Option<Lsn>, target: Lsn) -> String {
 fn describe_pause(pause: Option<ReplayPause>) -> &'static str {
     match pause {
         Some(ReplayPause::Paused) => {
-            "; replay is paused there (resume it with `cargo xtask resume`)"
-        }
-        Some(ReplayPause::PauseRequested) => {
-            "; a replay pause was requested there (resume it with `cargo xtask resume`)"
+            "; replay is held there by a pause (resume it with `cargo xtask resume`)"
         }
         Some(ReplayPause::NotPaused) => "; replay is not paused, the replica is just behind",
         None => "",
@@ -181,8 +178,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "replica1 did not replay 0/3000148 within 500ms: it has replayed up to \
-             0/3000100, 72 bytes behind; replay is paused there (resume it with \
-             `cargo xtask resume`)"
+             0/3000100, 72 bytes behind; replay is held there by a pause (resume it \
+             with `cargo xtask resume`)"
         );
     }
 }

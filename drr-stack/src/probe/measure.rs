@@ -151,7 +151,7 @@ enum Event {
         replica: usize,
         polls: u64,
         round_trips: Vec<f64>,
-        pause_state: Option<String>,
+        replay: Option<pg::Replay>,
     },
     /// The writer wrote every marker.
     WriterDone,
@@ -173,7 +173,7 @@ struct Collected {
     pending: Vec<(u32, Instant, Instant)>,
     samples: Vec<Sample>,
     polls: u64,
-    pause_state: String,
+    replay: pg::Replay,
 }
 
 impl Probe<'_> {
@@ -199,9 +199,9 @@ impl Probe<'_> {
                 pending: Vec::new(),
                 samples: Vec::new(),
                 polls: 0,
-                pause_state: state.pause_state.clone(),
+                replay: state.replay,
             });
-            if state.pause_state != "not paused" {
+            if state.replay == pg::Replay::Paused {
                 continue;
             }
             let poller = Poller {
@@ -302,12 +302,12 @@ impl Probe<'_> {
                     replica,
                     polls,
                     round_trips,
-                    pause_state,
+                    replay,
                 } => {
                     let c = &mut collected[replica];
                     c.polls = polls;
-                    if let Some(state) = pause_state {
-                        c.pause_state = state;
+                    if let Some(replay) = replay {
+                        c.replay = replay;
                     }
                     poll_round_trips.extend(round_trips);
                     running -= 1;
@@ -339,7 +339,7 @@ impl Probe<'_> {
                     name: spec.node.name.clone(),
                     delay_ms,
                     spec_delay_ms: spec.delay.as_secs_f64() * 1000.0,
-                    pause_state: c.pause_state,
+                    replay: c.replay,
                     error: lag.map(|l| l.shifted(delay_ms)),
                     lag,
                     unseen: (0..self.markers).filter(|m| !seen.contains(m)).collect(),
@@ -425,7 +425,7 @@ impl Poller {
         let mut round_trips = Vec::new();
         let mut polls = 0u64;
         let mut last_state_check = Instant::now();
-        let mut pause_state = None;
+        let mut replay = None;
         loop {
             let start = Instant::now();
             let timed = statement.is_some();
@@ -460,8 +460,8 @@ impl Poller {
                 let state = pg::replay_state(&self.client)
                     .await
                     .with_context(|| format!("cannot read the replay state of `{}`", self.name))?;
-                if state.pause_state != "not paused" {
-                    pause_state = Some(state.pause_state);
+                if state.replay == pg::Replay::Paused {
+                    replay = Some(state.replay);
                     break;
                 }
             }
@@ -472,17 +472,14 @@ impl Poller {
             };
             tokio::time::sleep_until(wake.into()).await;
         }
-        if pause_state.is_none() && seen + 1 < self.markers as i32 {
-            pause_state = pg::replay_state(&self.client)
-                .await
-                .ok()
-                .map(|s| s.pause_state);
+        if replay.is_none() && seen + 1 < self.markers as i32 {
+            replay = pg::replay_state(&self.client).await.ok().map(|s| s.replay);
         }
         let _ = tx.send(Event::PollerDone {
             replica: self.replica,
             polls,
             round_trips,
-            pause_state,
+            replay,
         });
         Ok(())
     }

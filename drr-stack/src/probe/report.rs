@@ -93,9 +93,9 @@ pub struct ReplicaReport {
     pub delay_ms: f64,
     /// The delay the spec declares.
     pub spec_delay_ms: f64,
-    /// `pg_get_wal_replay_pause_state()` at the end (at the start for a
-    /// replica that was paused then and so was not probed).
-    pub pause_state: String,
+    /// Whether replay ran or was held by a pause, at the end (at the start
+    /// for a replica that was paused then and so was not probed).
+    pub replay: crate::pg::Replay,
     /// Lag statistics over every seen marker.
     pub lag: Option<Summary>,
     /// Lag minus `delay_ms`.
@@ -111,7 +111,7 @@ pub struct ReplicaReport {
 impl ReplicaReport {
     /// Whether replay was paused, so this replica's lag is unbounded.
     pub fn paused(&self) -> bool {
-        self.pause_state != "not paused"
+        self.replay == crate::pg::Replay::Paused
     }
 }
 
@@ -218,8 +218,8 @@ pub fn summary_table(report: &ProbeReport) -> String {
         if r.paused() {
             let _ = writeln!(
                 out,
-                "note: replay on {} is {}, so its lag is unbounded; run `cargo xtask resume`",
-                r.name, r.pause_state
+                "note: replay on {} is paused, so its lag is unbounded; run `cargo xtask resume`",
+                r.name
             );
         }
         if !r.unseen.is_empty() {
