@@ -1,7 +1,7 @@
 //! The test harness (`drr_core::testing`) on the real stack: per-test
 //! databases across tasks and processes, `wait_for_replicas` precision and
-//! its timeout under a replay pause, the lag assertions, and the cleanup of
-//! leftovers. Run through `cargo xtask test` (nextest runs every test in its
+//! its timeout under a replay pause (on a stack of its own), the lag
+//! assertions, and the cleanup of leftovers. Run through `cargo xtask test` (nextest runs every test in its
 //! own process, which is the cross-process case).
 
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use drr_core::testing::{
     self, DbPool, Error, Migrations, TestDb, TestStack, assert_not_visible, assert_visible_within,
     measure_visibility_lag,
 };
+use drr_stack::testing::TempStack;
 use tokio_postgres::{Client, NoTls};
 
 fn migrations() -> Migrations {
@@ -205,60 +206,46 @@ async fn wait_for_replicas_returns_right_after_the_data_is_visible() -> Result<(
     Ok(())
 }
 
-/// Resumes replay when dropped, even if the test panics.
-struct Resume(String);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let url = self.0.clone();
-        let resumed = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let admin = connect(&url).await;
-                admin
-                    .execute("SELECT pg_wal_replay_resume()", &[])
-                    .await
-                    .expect("resume replay");
-            });
-        })
-        .join();
-        if resumed.is_err() && !std::thread::panicking() {
-            panic!("could not resume replay: run `cargo xtask resume`");
-        }
-    }
+/// A stack of the test's own: for tests that pause replay (which other
+/// tests must not see), with the delays `delays_ms`.
+async fn own_stack(delays_ms: &[u64]) -> anyhow::Result<(TempStack, TestStack)> {
+    let delays: Vec<Duration> = delays_ms
+        .iter()
+        .copied()
+        .map(Duration::from_millis)
+        .collect();
+    let own = TempStack::start(drr_stack::testing::spec(&delays)?).await?;
+    let stack = TestStack::from_vars(own.vars()?)?;
+    Ok((own, stack))
 }
 
+/// `wait_for_replicas` under a replay pause: it times out after its limit
+/// and says replay is held, whether Postgres reports `paused` or (while a
+/// commit waits out the apply delay) `pause requested`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_for_replicas_times_out_under_pause_and_says_so() -> Result<(), Error> {
-    let stack = TestStack::require();
-    let db = pool().claim().await?;
+async fn wait_for_replicas_times_out_while_replay_is_held_and_says_so() -> anyhow::Result<()> {
+    let (_own, stack) = own_stack(&[500]).await?;
+    let db = DbPool::new(stack.clone(), migrations()).claim().await?;
     let replica = &stack.replicas()[0];
-    let admin_url = replica.admin_url.clone().unwrap_or_else(|| {
-        panic!("DRR_ADMIN_REPLICA_URLS is not set: run this test with `cargo xtask test`")
-    });
-    let admin = connect(&admin_url).await;
-    let error = {
-        let _resume = Resume(admin_url.clone());
-        admin
-            .execute("SELECT pg_wal_replay_pause()", &[])
-            .await
-            .expect("pause replay");
-        db.primary()
-            .execute("INSERT INTO items (owner) VALUES ('p')", &[])
-            .await
-            .expect("insert");
-        let started = Instant::now();
-        let result = db.wait_for_replicas(Duration::from_millis(600)).await;
-        let took = started.elapsed();
-        assert!(
-            took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
-            "the wait ended with its timeout: {took:?}"
-        );
-        result.expect_err("replay is paused: the wait times out")
-    };
+    let admin = connect(
+        replica
+            .admin_url
+            .as_deref()
+            .expect("TempStack exports admin URLs"),
+    )
+    .await;
+    admin.execute("SELECT pg_wal_replay_pause()", &[]).await?;
+    db.primary()
+        .execute("INSERT INTO items (owner) VALUES ('p')", &[])
+        .await?;
+    let started = Instant::now();
+    let result = db.wait_for_replicas(Duration::from_millis(600)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600),
+        "the wait ended before its timeout: {took:?}"
+    );
+    let error = result.expect_err("replay is held: the wait times out");
     assert!(error.is_replica_timeout(), "{error}");
     let text = error.to_string();
     assert!(
@@ -267,11 +254,12 @@ async fn wait_for_replicas_times_out_under_pause_and_says_so() -> Result<(), Err
     );
     assert!(text.contains("bytes behind"), "{text}");
     assert!(
-        text.contains("paused") && text.contains("cargo xtask resume"),
+        text.contains("replay is held there by a pause") && text.contains("cargo xtask resume"),
         "{text}"
     );
     // Resumed: the same wait now succeeds.
-    db.wait_for_replicas(delay() * 3).await?;
+    admin.execute("SELECT pg_wal_replay_resume()", &[]).await?;
+    db.wait_for_replicas(Duration::from_secs(30)).await?;
     Ok(())
 }
 

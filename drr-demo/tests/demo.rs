@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use drr_core::testing::TestStack;
 use drr_demo::AppConfig;
+use drr_stack::testing::{self, TempStack};
 use serde_json::json;
-use support::{LagLock, ReplayPause, TestApp, delay, eventually, header, stack};
+use support::{ReplayPause, TestApp, delay, eventually, header, stack};
 
 /// How far past the configured delay a write may become visible. The
 /// measured excess is the commit's trip through WAL streaming and replay,
@@ -75,7 +76,6 @@ async fn a_write_reaches_the_replica_after_the_delay() {
 async fn visibility_lag_is_the_configured_delay() {
     let stack = stack();
     let app = app(&stack).await;
-    let _lock = LagLock::shared(&stack).await;
     let replicas = Arc::new(app.db.replicas().await);
     for (replica, node) in replicas.iter().zip(stack.replicas()) {
         let delay = delay(node);
@@ -306,17 +306,20 @@ async fn pin_mode_reads_the_primary_until_the_pin_ends() {
 }
 
 /// A replica whose replay is paused does not break read-your-writes: reads
-/// wait at most `max_wait` for it and fall back to the primary.
+/// wait at most `max_wait` for it and fall back to the primary. Pausing
+/// changes the stack, so this runs on a stack of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_replica_falls_back_to_the_primary() {
-    let stack = stack();
+    let own = TempStack::start(testing::spec(&[Duration::from_secs(1)]).expect("a spec"))
+        .await
+        .expect("a stack of the test's own");
+    let stack = TestStack::from_vars(own.vars().expect("its variables")).expect("its variables");
     let max_wait = Duration::from_millis(500);
     let app = TestApp::spawn(&stack, AppConfig::default(), |config| {
         config.max_wait(max_wait)
     })
     .await;
-    let _lock = LagLock::exclusive(&stack).await;
-    let pause = ReplayPause::all(&stack).await;
+    let pause = ReplayPause::all(&own).await;
 
     let (id, headers) = app.create_ok("during a pause", None).await;
     let started = Instant::now();
@@ -350,7 +353,7 @@ async fn paused_replica_falls_back_to_the_primary() {
         404,
         "an eventual read of a paused replica"
     );
-    drop(pause);
+    pause.resume().await;
 
     eventually(
         "the item to reach the replica after replay resumed",

@@ -25,7 +25,8 @@
 //! [`probe`] (`measure` and its report types) and [`status`]. The backends
 //! ([`native`], [`compose`], [`stack`]) and the helpers they share are public
 //! so that tests and benchmarks can drive stacks with their own specs and
-//! directories; they may change between minor versions.
+//! directories; they may change between minor versions. [`testing`] gives
+//! tests and benchmarks throw-away stacks of their own.
 
 #![deny(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod render;
 pub mod spec;
 pub mod stack;
 pub mod status;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod command;

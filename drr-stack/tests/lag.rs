@@ -7,11 +7,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drr_stack::lag::{self, DelayChange};
-use support::{TestStack, spec, time_until_visible, visible};
+use support::{TempStack, spec, time_until_visible, visible};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn current_delays(stack: &TestStack) -> Vec<u64> {
+async fn current_delays(stack: &TempStack) -> Vec<u64> {
     let targets = lag::select(stack.spec(), &[]).unwrap();
     lag::delay(stack.spec(), &stack.secrets(), &targets, DelayChange::Show)
         .await
@@ -22,8 +22,8 @@ async fn current_delays(stack: &TestStack) -> Vec<u64> {
 }
 
 /// A stack with one undelayed replica and a table `t` created on the primary.
-async fn one_replica_with_table() -> (TestStack, tokio_postgres::Client, tokio_postgres::Client) {
-    let stack = TestStack::up(spec(&[0])).await;
+async fn one_replica_with_table() -> (TempStack, tokio_postgres::Client, tokio_postgres::Client) {
+    let stack = TempStack::up(spec(&[0])).await;
     let primary = stack.connect("primary").await;
     let replica = stack.connect("replica1").await;
     primary
@@ -35,7 +35,7 @@ async fn one_replica_with_table() -> (TestStack, tokio_postgres::Client, tokio_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delay_change_takes_effect_live_per_replica() {
-    let stack = TestStack::up(spec(&[0, 0])).await;
+    let stack = TempStack::up(spec(&[0, 0])).await;
     let spec = stack.spec();
     let secrets = stack.secrets();
     let r1 = lag::select(spec, &["replica1".into()]).unwrap();
@@ -147,7 +147,7 @@ async fn pause_blocks_visibility_until_resume() {
     let states = lag::set_paused(stack.spec(), &stack.secrets(), &targets, true)
         .await
         .unwrap();
-    assert_ne!(states[0].1, "not paused");
+    assert_eq!(states[0].1, drr_stack::pg::Replay::Paused);
     primary
         .batch_execute("INSERT INTO t VALUES (1)")
         .await
@@ -167,7 +167,7 @@ async fn pause_blocks_visibility_until_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_changes_no_replica() {
-    let stack = TestStack::up(spec(&[200, 400])).await;
+    let stack = TempStack::up(spec(&[200, 400])).await;
     let before = current_delays(&stack).await;
     assert_eq!(before, [200, 400]);
     for bad in ["abc", "-5", "1e99", "25h"] {

@@ -6,13 +6,13 @@ mod support;
 use std::time::Duration;
 
 use drr_stack::spec::Replica;
-use support::{TestStack, spec, time_until_visible, visible};
+use support::{TempStack, spec, time_until_visible, visible};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_the_primary_shows_on_the_replica_after_its_delay() {
-    let stack = TestStack::up(spec(&[500])).await;
+    let stack = TempStack::up(spec(&[500])).await;
     let primary = stack.connect("primary").await;
     let replica = stack.connect("replica1").await;
     let in_recovery: bool = replica
@@ -46,7 +46,7 @@ async fn a_write_on_the_primary_shows_on_the_replica_after_its_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_on_a_running_stack_changes_nothing() {
-    let stack = TestStack::up(spec(&[0])).await;
+    let stack = TempStack::up(spec(&[0])).await;
     let before = stack.native().pids();
     stack.try_up().await.unwrap();
     assert_eq!(stack.native().pids(), before);
@@ -55,7 +55,7 @@ async fn up_on_a_running_stack_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_nodes_come_back_with_their_data() {
-    let stack = TestStack::up(spec(&[0])).await;
+    let stack = TempStack::up(spec(&[0])).await;
     let primary = stack.connect("primary").await;
     primary
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
@@ -88,7 +88,7 @@ async fn killed_nodes_come_back_with_their_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_added_to_and_removed_from_the_spec() {
-    let mut stack = TestStack::up(spec(&[0])).await;
+    let mut stack = TempStack::up(spec(&[0])).await;
     let pids = stack.native().pids();
     let port = support::free_ports(1)[0];
     let grown = stack.spec().clone().replica(Replica::new("replica2", port));
@@ -134,7 +134,7 @@ async fn replicas_added_to_and_removed_from_the_spec() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_then_up_keeps_data() {
-    let stack = TestStack::up(spec(&[0])).await;
+    let stack = TempStack::up(spec(&[0])).await;
     stack
         .connect("primary")
         .await
@@ -156,7 +156,7 @@ async fn down_then_up_keeps_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_port_is_named_and_nothing_is_created() {
-    let stack = TestStack::new(spec(&[0]));
+    let stack = TempStack::new(spec(&[0]));
     let port = stack.spec().replicas[0].node.port;
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let err = stack.try_up().await.unwrap_err().to_string();
@@ -173,7 +173,7 @@ async fn a_taken_port_is_named_and_nothing_is_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_data_directory_is_refused_and_kept() {
-    let stack = TestStack::new(spec(&[0]));
+    let stack = TempStack::new(spec(&[0]));
     let data = stack.native().state().data_dir("primary");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("precious.txt"), "mine").unwrap();
@@ -196,7 +196,7 @@ async fn a_foreign_data_directory_is_refused_and_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_never_run_as_root() {
-    let stack = TestStack::up(spec(&[])).await;
+    let stack = TempStack::up(spec(&[])).await;
     let pid = stack.native().pids()["primary"];
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid: u32 = status
@@ -216,7 +216,7 @@ async fn servers_never_run_as_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_setting_reloads_only_that_node() {
-    let mut stack = TestStack::up(spec(&[0])).await;
+    let mut stack = TempStack::up(spec(&[0])).await;
     let pids = stack.native().pids();
     let mut changed = stack.spec().clone();
     changed.replicas[0].node = changed.replicas[0].node.clone().setting("work_mem", "7MB");

@@ -1,7 +1,9 @@
 //! Conventions the whole workspace keeps, checked like any other test:
 //! module docs on every Rust file, no trailing whitespace, no ignored or
-//! `should_panic` tests, no leftover `dbg!`, and the README's test command
-//! in `.ci/run`.
+//! `should_panic` tests, no leftover `dbg!`, the README's test command in
+//! `.ci/run`, no test that passes where it cannot run (they go in
+//! `requires_*` modules, which `cargo xtask test` reports as skipped), and
+//! no test that changes the shared stack.
 
 use std::path::{Path, PathBuf};
 
@@ -106,5 +108,108 @@ fn ci_runs_the_readme_test_command() {
     assert!(
         ci.contains("\ncargo xtask test"),
         ".ci/run runs `cargo xtask test`"
+    );
+}
+
+/// Test sources: `.rs` files under a `tests/` directory.
+fn test_sources() -> Vec<(PathBuf, String)> {
+    sources()
+        .into_iter()
+        .filter(|(path, _)| path.components().any(|c| c.as_os_str() == "tests"))
+        .collect()
+}
+
+#[test]
+fn no_test_skips_itself_by_returning_early() {
+    // A test that cannot run here lives in a `requires_*` module and calls
+    // `Requirement::require` (see the next test); it never prints "skipped"
+    // and passes.
+    let mut offenders = Vec::new();
+    for (file, text) in test_sources() {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let prints = line.contains("println!(") || line.contains("print!(");
+            let says_skip = lines[i..(i + 3).min(lines.len())]
+                .iter()
+                .any(|l| l.to_lowercase().contains("skip"));
+            let returns = lines[i + 1..(i + 6).min(lines.len())]
+                .iter()
+                .any(|l| l.trim_start().starts_with("return"));
+            if prints && says_skip && returns {
+                offenders.push(format!("{}:{}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "a test that cannot run here must not pass: put it in a `requires_*` module \
+         (drr_stack::testing::Requirement) so `cargo xtask test` reports it as skipped:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn every_requires_module_names_a_known_requirement_and_checks_it() {
+    let known: Vec<&str> = drr_stack::testing::REQUIREMENTS
+        .iter()
+        .map(|r| r.module)
+        .collect();
+    let mut offenders = Vec::new();
+    for (file, text) in test_sources() {
+        for line in text.lines() {
+            let Some(name) = line.trim_start().strip_prefix("mod requires_") else {
+                continue;
+            };
+            let module = format!("requires_{}", name.trim_end_matches([' ', '{', ';']));
+            if !known.contains(&module.as_str()) {
+                offenders.push(format!(
+                    "{}: `{module}` is not in drr_stack::testing::REQUIREMENTS ({})",
+                    file.display(),
+                    known.join(", ")
+                ));
+            } else if !text.contains(".require(") {
+                offenders.push(format!(
+                    "{}: `{module}` never calls `Requirement::require`, so its tests would \
+                     pass where the requirement is missing",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+#[test]
+fn tests_change_only_stacks_of_their_own() {
+    // ARCHITECTURE.md, "Tests": the shared stack that `cargo xtask test`
+    // brings up is read, never changed; a test that pauses replay, changes
+    // a delay or promotes a node starts a stack of its own. Spelled in
+    // pieces so this file does not match itself.
+    let changes = [
+        ["pg_wal_replay", "_pause"].concat(),
+        ["ALTER ", "SYSTEM"].concat(),
+        ["set_", "paused("].concat(),
+        ["DelayChange", "::Set"].concat(),
+        ["DelayChange", "::Reset"].concat(),
+        ["pg_", "promote"].concat(),
+    ];
+    // The types that start a stack of a test's own.
+    let own_stacks = ["TempStack", "ComposeStack"];
+    let mut offenders = Vec::new();
+    for (file, text) in test_sources() {
+        if own_stacks.iter().any(|s| text.contains(s)) {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            if let Some(change) = changes.iter().find(|c| line.contains(c.as_str())) {
+                offenders.push(format!("{}:{}: {change}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these tests change a stack without starting one of their own \
+         (drr_stack::testing::TempStack):\n{}",
+        offenders.join("\n")
     );
 }

@@ -52,6 +52,21 @@ impl TestStack {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
+    /// The stack from `vars`, name and value pairs of the variables
+    /// [`from_env`](TestStack::from_env) reads: for a stack a test started
+    /// itself (drr-stack's `TempStack::vars`).
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error>
+    where
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
+            .collect();
+        Self::from_lookup(|key| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+    }
+
     /// [`from_env`](TestStack::from_env), panicking with its message: for
     /// tests that do not return a `Result`.
     #[track_caller]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use drr_core::testing::{ReplicaNode, TestStack};
 use drr_core::{Router, RouterConfig};
 use drr_demo::{AppConfig, AppState};
+use drr_stack::testing::TempStack;
 
 /// The stack from the variables `cargo xtask test` exports; fails the test
 /// (never skips it) when they are missing or a replica is less than a
@@ -290,82 +291,45 @@ pub fn run_blocking(url: &str, sql: &str) {
     }
 }
 
-/// Holds an advisory lock on the primary that keeps lag measurements and
-/// replay pauses of this crate's tests apart (across processes, as under
-/// nextest): measurements share it, a pause takes it alone. Released when
-/// dropped (the connection closes).
-pub struct LagLock(tokio_postgres::Client);
-
-impl LagLock {
-    const KEY: i64 = 0x0d44_de30;
-
-    /// Shared: for tests whose timings a paused replica would spoil.
-    pub async fn shared(stack: &TestStack) -> LagLock {
-        let client = direct(stack.primary_url()).await;
-        client
-            .execute("SELECT pg_advisory_lock_shared($1)", &[&Self::KEY])
-            .await
-            .expect("take the shared lag lock");
-        LagLock(client)
-    }
-
-    /// Exclusive: for a test that pauses replay.
-    pub async fn exclusive(stack: &TestStack) -> LagLock {
-        let client = direct(stack.primary_url()).await;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&Self::KEY])
-            .await
-            .expect("take the exclusive lag lock");
-        LagLock(client)
-    }
-}
-
-/// Pauses WAL replay on every replica; resumes it when dropped, even when
-/// the test fails.
+/// Replay paused on every replica of a stack of the test's own (pausing
+/// the shared stack would spoil other tests' timings).
 pub struct ReplayPause {
-    admin_urls: Vec<String>,
+    admins: Vec<tokio_postgres::Client>,
 }
 
 impl ReplayPause {
-    /// Pauses replay on every replica and waits until each reports
-    /// `paused`.
-    pub async fn all(stack: &TestStack) -> ReplayPause {
-        let admin_urls = stack
-            .replicas()
-            .iter()
-            .map(|r| {
-                r.admin_url.clone().unwrap_or_else(|| {
-                    panic!(
-                        "DRR_ADMIN_REPLICA_URLS gives no superuser URL for `{}`; run the tests \
-                         with `cargo xtask test`",
-                        r.name
-                    )
-                })
-            })
-            .collect();
-        let pause = ReplayPause { admin_urls };
-        for url in &pause.admin_urls {
-            let admin = direct(url).await;
+    /// Pauses replay on every replica of `own`. Replay is held from then
+    /// on, whether Postgres reports `paused` or, while a commit waits out
+    /// the apply delay, `pause requested`.
+    pub async fn all(own: &TempStack) -> ReplayPause {
+        let mut admins = Vec::new();
+        for replica in &own.spec().replicas {
+            let admin = own
+                .admin(&replica.node.name)
+                .await
+                .expect("superuser connection");
             admin
                 .execute("SELECT pg_wal_replay_pause()", &[])
                 .await
                 .expect("pg_wal_replay_pause()");
-            eventually("replay to pause", Duration::from_secs(10), || async {
-                admin
-                    .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
-                    .await
-                    .is_ok_and(|row| row.get::<_, &str>(0) == "paused")
-            })
-            .await;
+            let state: String = admin
+                .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
+                .await
+                .expect("pg_get_wal_replay_pause_state()")
+                .get(0);
+            assert_ne!(state, "not paused", "replay is held after the pause");
+            admins.push(admin);
         }
-        pause
+        ReplayPause { admins }
     }
-}
 
-impl Drop for ReplayPause {
-    fn drop(&mut self) {
-        for url in &self.admin_urls {
-            run_blocking(url, "SELECT pg_wal_replay_resume()");
+    /// Resumes replay everywhere.
+    pub async fn resume(self) {
+        for admin in &self.admins {
+            admin
+                .execute("SELECT pg_wal_replay_resume()", &[])
+                .await
+                .expect("pg_wal_replay_resume()");
         }
     }
 }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::report::{Comparison, Figure};
-use super::stack::{BenchStack, spec};
+use super::stack::spec;
 use crate::command::Command;
 use crate::native::Binaries;
 use crate::pg;
-use crate::progress::Progress;
 use crate::secrets::Secrets;
+use crate::testing::TempStack;
 
 const DELAYS_MS: [u64; 4] = [0, 100, 1000, 3000];
 
@@ -25,10 +25,10 @@ pub async fn figures(
     figures: &mut Vec<Figure>,
     comparisons: &mut Vec<Comparison>,
 ) -> Result<()> {
-    let stack = BenchStack::new(spec("benchlag", &DELAYS_MS)?, cache)?;
-    stack.native()?.up(&mut Progress::new(true)).await?;
-    let spec = stack.project.spec();
-    let secrets = Secrets::load_or_create(&stack.project.secrets_dir())?;
+    let stack = TempStack::with_cache(spec(&DELAYS_MS)?, cache)?;
+    stack.up().await?;
+    let spec = stack.spec();
+    let secrets = stack.secrets()?;
     let report =
         crate::probe::measure(spec, &secrets, duration, Duration::from_millis(200), |_| {}).await?;
     for replica in &report.replicas {

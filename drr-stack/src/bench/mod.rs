@@ -19,9 +19,7 @@ use anyhow::{Context, Result};
 pub use report::{COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report};
 
 use crate::command::Command;
-use crate::progress::Progress;
 use crate::project::Project;
-use crate::secrets::Secrets;
 
 /// A part of the benchmark suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,7 +53,7 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
     let mut comparisons = Vec::new();
     let wanted = |part| options.only.is_empty() || options.only.contains(&part);
     // The lag and cargo parts' stacks share one template cluster.
-    let cache = stack::scratch_dir("drr-bench-cache-")?;
+    let cache = crate::testing::scratch_dir("drr-bench-cache-")?;
     if wanted(Part::Stack) {
         let started = part_started(&format!("stack start-up ({runs} runs each)"));
         stack::figures(runs, &mut figures, &mut comparisons).await?;
@@ -125,10 +123,10 @@ async fn workspace_benches(
     comparisons: &mut Vec<Comparison>,
 ) -> Result<()> {
     let delay_ms = if quick { 1000 } else { 3000 };
-    let bench_stack = stack::BenchStack::new(stack::spec("benchcargo", &[delay_ms])?, cache)?;
-    bench_stack.native()?.up(&mut Progress::new(true)).await?;
-    let spec = bench_stack.project.spec();
-    let secrets = Secrets::load_or_create(&bench_stack.project.secrets_dir())?;
+    let bench_stack = crate::testing::TempStack::with_cache(stack::spec(&[delay_ms])?, cache)?;
+    bench_stack.up().await?;
+    let spec = bench_stack.spec();
+    let secrets = bench_stack.secrets()?;
 
     let mut args = vec!["bench", "--workspace", "--bench", "*", "--", "--noplot"];
     if quick {

@@ -2,98 +2,27 @@
 //! each split by step, and the hand-written `pg_ctl`/`pg_basebackup` script
 //! users have today, measured alternately with drr's cold `up`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::report::{Comparison, Figure};
 use crate::command::Command;
-use crate::native::{Binaries, Native, ServerUser, StateDir};
+use crate::native::{Binaries, Native, ServerUser};
 use crate::progress::Progress;
-use crate::project::Project;
-use crate::spec::{Node, Replica, Role, StackSpec};
+use crate::spec::StackSpec;
+use crate::testing::{TempStack, free_ports, scratch_dir};
 
 const BASELINE_SCRIPT: &str = include_str!("baseline-up.sh");
 
-/// A spec with `replicas` replicas (3000 ms behind) on free ports.
-pub fn spec(name: &str, delays_ms: &[u64]) -> Result<StackSpec> {
-    let ports = free_ports(delays_ms.len() + 1)?;
-    let mut spec = StackSpec::new(name, 15)
-        .primary(Node::new("primary", ports[0]))
-        .role(Role::login("app", "pass").createdb())
-        .database("app", "app");
-    for (i, delay) in delays_ms.iter().enumerate() {
-        let replica = Replica::new(&format!("replica{}", i + 1), ports[i + 1])
-            .delay(Duration::from_millis(*delay));
-        spec = spec.replica(replica);
-    }
-    Ok(spec)
-}
-
-/// `n` distinct free loopback ports.
-pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free ports")?;
-    listeners
+/// A spec with one replica per delay (in milliseconds), on free ports.
+pub fn spec(delays_ms: &[u64]) -> Result<StackSpec> {
+    let delays: Vec<Duration> = delays_ms
         .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<std::io::Result<Vec<u16>>>()
-        .context("cannot find free ports")
-}
-
-/// A temporary directory the server user can reach.
-pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    Ok(dir)
-}
-
-/// A throw-away native stack in a temporary directory.
-pub struct BenchStack {
-    /// The stack's project.
-    pub project: Project,
-    dir: tempfile::TempDir,
-    cache: std::path::PathBuf,
-}
-
-impl BenchStack {
-    /// A stopped stack for `spec` using the template cache `cache`. Bench
-    /// stacks share one project root (`cache`'s parent), hence one set of
-    /// generated passwords, hence one template.
-    pub fn new(spec: StackSpec, cache: &Path) -> Result<BenchStack> {
-        let dir = scratch_dir("drr-bench-")?;
-        let project = Project::new(spec, cache.join("project"))?;
-        Ok(BenchStack {
-            project,
-            dir,
-            cache: cache.to_owned(),
-        })
-    }
-
-    /// The native backend on this stack's directories.
-    pub fn native(&self) -> Result<Native<'_>> {
-        Native::with_state(
-            &self.project,
-            StateDir::at(self.dir.path().join("state"), &self.cache),
-        )
-    }
-}
-
-impl Drop for BenchStack {
-    fn drop(&mut self) {
-        if let Ok(native) = self.native() {
-            let _ = native.destroy(&mut Progress::new(true));
-        }
-    }
+        .copied()
+        .map(Duration::from_millis)
+        .collect();
+    crate::testing::spec(&delays)
 }
 
 /// Which part of `up` a progress step belongs to.
@@ -155,7 +84,7 @@ pub async fn figures(
         let delays = vec![3000; replicas];
         // First up on an empty cache: builds the template.
         let cold_cache = scratch_dir("drr-bench-cache-")?;
-        let first = BenchStack::new(spec("bench", &delays)?, cold_cache.path())?;
+        let first = TempStack::with_cache(spec(&delays)?, cold_cache.path())?;
         let (first_total, _) = timed_up(&first.native()?).await?;
         drop(first);
         figures.push(figure(
@@ -168,7 +97,7 @@ pub async fn figures(
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut steps: Vec<(&'static str, Vec<f64>)> = Vec::new();
         for _ in 0..runs {
-            let stack = BenchStack::new(spec("bench", &delays)?, cold_cache.path())?;
+            let stack = TempStack::with_cache(spec(&delays)?, cold_cache.path())?;
             let native = stack.native()?;
             let (total, kinds) = timed_up(&native).await?;
             cold.push(total);

@@ -1,136 +1,78 @@
 //! Native stacks for integration tests: each test gets its own spec on free
-//! ports and its own temporary state directory, so tests never clash with
-//! each other or with a developer's running default stack.
+//! ports and its own temporary state directory (drr-stack's
+//! `TempStack`), so tests never clash with each other or with a
+//! developer's running default stack.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
 use std::time::{Duration, Instant};
 
-use drr_stack::native::{Native, StateDir};
-use drr_stack::pg::{self, Login};
-use drr_stack::progress::Progress;
-use drr_stack::project::Project;
-use drr_stack::secrets::Secrets;
-use drr_stack::spec::{Node, Replica, Role, StackSpec};
+use drr_stack::native::Native;
+use drr_stack::spec::StackSpec;
 use tokio_postgres::Client;
 
-/// A running test stack; destroyed on drop.
-pub struct TestStack {
-    pub project: Project,
-    pub dir: tempfile::TempDir,
+/// `n` distinct free loopback ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    drr_stack::testing::free_ports(n).expect("free ports")
 }
 
-/// `n` distinct free ports.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+/// A test stack of its own (drr-stack's `TempStack` with panicking
+/// accessors); destroyed on drop.
+pub struct TempStack(drr_stack::testing::TempStack);
 
 /// A spec with a primary and one replica per delay, on free ports.
 pub fn spec(delays_ms: &[u64]) -> StackSpec {
-    let ports = free_ports(delays_ms.len() + 1);
-    let mut spec = StackSpec::new("t", 15)
-        .primary(Node::new("primary", ports[0]))
-        .role(Role::login("app", "secret pass").createdb())
-        .database("app", "app");
-    for (i, delay) in delays_ms.iter().enumerate() {
-        spec = spec.replica(
-            Replica::new(&format!("replica{}", i + 1), ports[i + 1])
-                .delay(Duration::from_millis(*delay)),
-        );
-    }
-    spec
+    let delays: Vec<Duration> = delays_ms
+        .iter()
+        .copied()
+        .map(Duration::from_millis)
+        .collect();
+    drr_stack::testing::spec(&delays).expect("a spec on free ports")
 }
 
-/// The project root every test stack shares: one set of generated
-/// passwords, so every test's template cluster is the same cached one. Each
-/// stack keeps its own state directory.
-fn project_root() -> std::path::PathBuf {
-    std::env::temp_dir().join("drr-test-project")
-}
-
-impl TestStack {
+impl TempStack {
     /// A stopped stack for `spec` in a fresh temporary directory.
-    pub fn new(spec: StackSpec) -> TestStack {
-        let dir = tempfile::Builder::new()
-            .prefix("drr-test-")
-            .tempdir()
-            .expect("temp dir");
-        // The temp dir must be reachable by the server user when tests run as root.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let project = Project::new(spec, project_root()).expect("valid spec");
-        TestStack { project, dir }
+    pub fn new(spec: StackSpec) -> TempStack {
+        TempStack(drr_stack::testing::TempStack::new(spec).expect("a test stack"))
     }
 
     /// Starts a stack for `spec` and waits until it streams.
-    pub async fn up(spec: StackSpec) -> TestStack {
-        let stack = TestStack::new(spec);
+    pub async fn up(spec: StackSpec) -> TempStack {
+        let stack = TempStack::new(spec);
         stack.try_up().await.expect("stack comes up");
         stack
     }
 
     /// Runs `up` again (with the current spec).
     pub async fn try_up(&self) -> anyhow::Result<()> {
-        self.native().up(&mut Progress::new(true)).await
+        self.0.up().await
     }
 
     /// Replaces the spec (as a user editing it would), keeping the state.
     pub fn respec(&mut self, spec: StackSpec) {
-        self.project = Project::new(spec, project_root()).expect("valid spec");
+        self.0.respec(spec).expect("valid spec");
     }
 
     pub fn native(&self) -> Native<'_> {
-        let cache = std::env::temp_dir().join("drr-test-cache");
-        Native::with_state(
-            &self.project,
-            StateDir::at(self.dir.path().join("state"), cache),
-        )
-        .expect("native backend")
+        self.0.native().expect("native backend")
     }
 
     pub fn spec(&self) -> &StackSpec {
-        self.project.spec()
+        self.0.spec()
     }
 
-    pub fn secrets(&self) -> Secrets {
-        Secrets::load_or_create(&self.project.secrets_dir()).expect("secrets")
+    pub fn secrets(&self) -> drr_stack::secrets::Secrets {
+        self.0.secrets().expect("secrets")
     }
 
     /// A connection as the login role to `node`.
     pub async fn connect(&self, node: &str) -> Client {
-        let spec = self.spec();
-        let node = spec.nodes().find(|n| n.name == node).expect("node in spec");
-        let login = Login {
-            user: "app",
-            password: "secret pass",
-            database: "app",
-        };
-        pg::connect(spec, node, login).await.expect("connect")
+        self.0.connect(node).await.expect("connect")
     }
 
     /// A superuser connection to `node`.
     pub async fn admin(&self, node: &str) -> Client {
-        let spec = self.spec();
-        let node = spec.nodes().find(|n| n.name == node).expect("node in spec");
-        let secrets = self.secrets();
-        pg::connect(spec, node, Login::admin(&secrets))
-            .await
-            .expect("connect")
-    }
-}
-
-impl Drop for TestStack {
-    fn drop(&mut self) {
-        let _ = self.native().destroy(&mut Progress::new(true));
+        self.0.admin(node).await.expect("connect")
     }
 }
 

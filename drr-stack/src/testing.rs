@@ -1,0 +1,298 @@
+//! Throw-away stacks for tests and benchmarks: a native stack on free
+//! loopback ports in a temporary directory, destroyed when dropped.
+//!
+//! The rule drr's own tests keep (ARCHITECTURE.md, "Tests"): the shared
+//! stack that `cargo xtask test` brings up is read, never changed. A test
+//! that pauses replay, changes a delay, stops, kills or promotes a node runs
+//! on a [`TempStack`] of its own, so no other test can see what it does.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use drr_stack::testing::{self, TempStack};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let stack = TempStack::start(testing::spec(&[Duration::from_millis(500)])?).await?;
+//! let replica = stack.admin("replica1").await?;
+//! replica.execute("SELECT pg_wal_replay_pause()", &[]).await?;
+//! // `stack.vars()` gives the DRR_* variables, for drr-core's test helpers.
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio_postgres::Client;
+
+use crate::native::{Native, StateDir};
+use crate::pg::{self, Login};
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::secrets::Secrets;
+use crate::spec::{Node, Replica, Role, StackSpec};
+
+/// The login role of [`TempStack::spec`] (a password with a space, so that
+/// URL encoding is exercised everywhere).
+pub const LOGIN: (&str, &str) = ("app", "secret pass");
+
+/// A native stack of its own on free ports in a temporary directory;
+/// destroyed (servers stopped, data deleted) when dropped.
+#[derive(Debug)]
+pub struct TempStack {
+    project: Project,
+    dir: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl TempStack {
+    /// A stopped stack for `spec`, with the template cache every test stack
+    /// on this machine shares.
+    pub fn new(spec: StackSpec) -> Result<TempStack> {
+        Self::with_cache(spec, &shared_dir("drr-test-cache"))
+    }
+
+    /// A stopped stack for `spec` using the template cache `cache`. Stacks
+    /// of one cache share one project root (`<cache>/project`), hence one
+    /// set of generated passwords, hence one template cluster.
+    pub fn with_cache(spec: StackSpec, cache: &Path) -> Result<TempStack> {
+        let dir = scratch_dir("drr-stack-")?;
+        let project = Project::new(spec, cache.join("project"))?;
+        Ok(TempStack {
+            project,
+            dir,
+            cache: cache.to_owned(),
+        })
+    }
+
+    /// Starts a stack for `spec` and waits until every replica streams.
+    pub async fn start(spec: StackSpec) -> Result<TempStack> {
+        let stack = TempStack::new(spec)?;
+        stack.up().await?;
+        Ok(stack)
+    }
+
+    /// Runs `up` (again) with the current spec.
+    pub async fn up(&self) -> Result<()> {
+        self.native()?.up(&mut Progress::new(true)).await
+    }
+
+    /// Replaces the spec, as a user editing it would; the state is kept.
+    pub fn respec(&mut self, spec: StackSpec) -> Result<()> {
+        self.project = Project::new(spec, self.project.root())?;
+        Ok(())
+    }
+
+    /// The native backend on this stack's directories.
+    pub fn native(&self) -> Result<Native<'_>> {
+        Native::with_state(
+            &self.project,
+            StateDir::at(self.dir.path().join("state"), &self.cache),
+        )
+    }
+
+    /// The stack's project (spec and root).
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The stack's spec.
+    pub fn spec(&self) -> &StackSpec {
+        self.project.spec()
+    }
+
+    /// The generated passwords.
+    pub fn secrets(&self) -> Result<Secrets> {
+        Secrets::load_or_create(&self.project.secrets_dir())
+    }
+
+    /// The variables `cargo xtask test` would export for this stack, the
+    /// superuser's URLs included.
+    pub fn vars(&self) -> Result<Vec<(&'static str, String)>> {
+        Ok(crate::env::vars(self.spec(), Some(&self.secrets()?)))
+    }
+
+    /// A connection to `node` as the spec's login role.
+    pub async fn connect(&self, node: &str) -> Result<Client> {
+        let spec = self.spec();
+        let (role, db) = spec.login().context("the spec has no login role")?;
+        let login = Login {
+            user: &role.name,
+            password: &role.password,
+            database: db.map_or("postgres", |d| d.name.as_str()),
+        };
+        pg::connect(spec, self.node(node)?, login).await
+    }
+
+    /// A superuser connection to `node`.
+    pub async fn admin(&self, node: &str) -> Result<Client> {
+        let secrets = self.secrets()?;
+        pg::connect(self.spec(), self.node(node)?, Login::admin(&secrets)).await
+    }
+
+    fn node(&self, name: &str) -> Result<&Node> {
+        self.spec()
+            .nodes()
+            .find(|n| n.name == name)
+            .with_context(|| format!("the test stack has no node `{name}`"))
+    }
+}
+
+impl Drop for TempStack {
+    fn drop(&mut self) {
+        if let Ok(native) = self.native() {
+            let _ = native.destroy(&mut Progress::new(true));
+        }
+    }
+}
+
+/// A spec named `t`: a primary and one replica per delay (`replica1`,
+/// `replica2`, ...), on free loopback ports, with the login role [`LOGIN`]
+/// owning database `app`.
+pub fn spec(delays: &[Duration]) -> Result<StackSpec> {
+    let ports = free_ports(delays.len() + 1)?;
+    let mut spec = StackSpec::new("t", 15)
+        .primary(Node::new("primary", ports[0]))
+        .role(Role::login(LOGIN.0, LOGIN.1).createdb())
+        .database("app", LOGIN.0);
+    for (i, delay) in delays.iter().enumerate() {
+        let name = format!("replica{}", i + 1);
+        spec = spec.replica(Replica::new(&name, ports[i + 1]).delay(*delay));
+    }
+    Ok(spec)
+}
+
+/// `n` distinct free loopback ports.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<std::io::Result<Vec<u16>>>()
+        .context("cannot find free ports")
+}
+
+/// A fresh temporary directory that the server user can reach.
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .with_context(|| format!("cannot open {} to the server user", dir.path().display()))?;
+    Ok(dir)
+}
+
+/// A directory under the system's temporary directory that every test
+/// stack of this user shares.
+fn shared_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}", nix::unistd::getuid()))
+}
+
+/// Something a group of tests needs that a machine may lack (a Docker
+/// engine, say). Such tests live in a module named after it
+/// (`mod requires_docker { ... }`) and call [`Requirement::require`] first.
+/// `cargo xtask test` checks every requirement before running anything and
+/// excludes the tests of a missing one, which the runner's summary then
+/// counts as skipped, after a line that says why; under `CI=true` a missing
+/// requirement fails the run instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    /// The module its tests live in, e.g. `requires_docker`.
+    pub module: &'static str,
+    /// What it is, for messages.
+    pub what: &'static str,
+    check: fn(&Path) -> Result<()>,
+}
+
+/// A Docker engine, a compose tool, and the compose backend's image (or
+/// `mmdebstrap` to build it).
+pub const DOCKER: Requirement = Requirement {
+    module: "requires_docker",
+    what: "a Docker engine with a compose tool and the drr/postgres image",
+    check: check_docker,
+};
+
+/// Something that checks a generated compose file against the Compose
+/// Specification: its JSON schema at `<workspace>/../shared/compose-spec.json`
+/// (where CI provides it), or a compose tool (`docker compose config`).
+pub const COMPOSE_CHECKER: Requirement = Requirement {
+    module: "requires_compose_checker",
+    what: "the Compose Specification schema (../shared/compose-spec.json) or a compose tool",
+    check: check_compose_checker,
+};
+
+/// Every requirement `cargo xtask test` knows.
+pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER];
+
+/// Where CI provides the Compose Specification's JSON schema for the
+/// workspace at `root`.
+pub fn compose_schema_path(root: &Path) -> PathBuf {
+    root.join("..").join("shared").join("compose-spec.json")
+}
+
+impl Requirement {
+    /// Whether this machine has it, for the workspace at `root`; the error
+    /// says what is missing and how to get it.
+    pub fn check(&self, root: &Path) -> Result<()> {
+        (self.check)(root)
+    }
+
+    /// Panics, saying what is missing and how to get it, unless this machine
+    /// has it: the first line of every test in the requirement's module, so
+    /// that run outside `cargo xtask test` it fails instead of passing.
+    #[track_caller]
+    pub fn require(&self, root: &Path) {
+        if let Err(e) = self.check(root) {
+            panic!(
+                "this test needs {}: {e:#}\n`cargo xtask test` reports such tests as skipped \
+                 where the requirement is missing (and fails under CI=true)",
+                self.what
+            );
+        }
+    }
+
+    /// The nextest filterset that selects this requirement's tests.
+    pub fn filterset(&self) -> String {
+        format!("test(/(^|::){}::/)", self.module)
+    }
+}
+
+fn check_docker(_: &Path) -> Result<()> {
+    crate::compose::check_engine()?;
+    crate::compose::Tool::detect()?;
+    let tag = crate::compose::image::local_tag(15);
+    let built = crate::compose::image::exists(&tag).unwrap_or(false);
+    if !built
+        && crate::command::Command::new("mmdebstrap")
+            .args(["--version"])
+            .read()
+            .is_err()
+    {
+        anyhow::bail!(
+            "{tag} is not built and mmdebstrap is not installed to build it; \
+             `apt-get install -y mmdebstrap`, then `cargo xtask image`"
+        );
+    }
+    Ok(())
+}
+
+fn check_compose_checker(root: &Path) -> Result<()> {
+    let schema = compose_schema_path(root);
+    if schema.is_file() {
+        return Ok(());
+    }
+    crate::compose::Tool::detect().map(drop).with_context(|| {
+        format!(
+            "there is no schema at {} and no compose tool; put the Compose \
+             Specification's schema there, or install docker-compose",
+            schema.display()
+        )
+    })
+}
