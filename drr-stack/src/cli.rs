@@ -138,15 +138,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
-    /// Check generated files, bring the stack up, run the workspace's tests
-    /// against it.
+    /// Check generated files, bring the stack to the spec's state, run the
+    /// workspace's tests against it.
     ///
     /// Uses `cargo nextest run` when installed, else `cargo test`. Arguments
-    /// go to the test runner; after `--` they go to the tests.
+    /// go to the test runner; after `--` they go to the tests. Delay
+    /// overrides and replay pauses are reset first, one line each. Tests in
+    /// a `requires_*` module whose requirement this machine lacks (e.g. a
+    /// Docker engine) are skipped with the reason; under CI=true that fails.
     Test {
         /// Stop the stack afterwards.
         #[arg(long)]
         down: bool,
+        /// Keep `delay` and `pause` overrides and export the live delays
+        /// (to test under a custom delay).
+        #[arg(long)]
+        keep_overrides: bool,
+        /// Run the selected tests N times and print a per-test failure
+        /// tally: a hunt for flaky lag tests (needs cargo-nextest).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: Option<u32>,
         /// Arguments for the test runner, e.g. `-p drr-core`.
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
@@ -305,18 +316,21 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
         Command::Test {
             down,
+            keep_overrides,
+            repeat,
             args,
             test_args,
         } => {
-            crate::codegen::check(&project)?;
+            let options = test_command::TestOptions {
+                down,
+                keep_overrides,
+                repeat,
+                runner_args: args,
+                test_args,
+                quiet: cli.quiet,
+            };
             let stack = stack()?;
-            runtime.block_on(stack.up(&mut progress))?;
-            progress.done("stack is up");
-            let code = test_command::run(&project, &args, &test_args, cli.quiet);
-            if down {
-                stack.down(&mut progress)?;
-            }
-            return code;
+            return runtime.block_on(test_command::run(&project, &stack, &options, &mut progress));
         }
         Command::Probe {
             duration,

@@ -215,7 +215,7 @@ fn excerpt(line: Option<&str>) -> String {
 
 /// Writes `contents` to a temporary file next to `path`, then renames it
 /// over `path`, so readers see the old file or the new one, never a part.
-fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     let parent = path.parent().context("a generated file has no parent")?;
     fs::create_dir_all(parent)
         .with_context(|| format!("cannot create the directory {}", parent.display()))?;

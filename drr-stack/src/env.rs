@@ -79,6 +79,16 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
     vars
 }
 
+/// Replaces the exported replica delays (`DRR_REPLICA_DELAYS_MS`) with
+/// `delays_ms`, in spec order: for tests under runtime overrides.
+pub fn set_delays(vars: &mut [(&'static str, String)], delays_ms: &[u64]) {
+    for (key, value) in vars.iter_mut() {
+        if *key == "DRR_REPLICA_DELAYS_MS" {
+            *value = join(delays_ms.iter().map(u64::to_string));
+        }
+    }
+}
+
 /// `export KEY='value'` lines for a POSIX shell.
 pub fn exports(vars: &[(&str, String)]) -> String {
     vars.iter()

@@ -154,25 +154,34 @@ pub async fn delay(
     Ok(states)
 }
 
-/// Waits until the (asynchronous) reload shows `want`; returns the value in effect.
+/// How long a reload may take to show a changed delay.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until the (asynchronous) reload shows `want`; returns the value in
+/// effect, or an error when the reload did not apply it in time.
 async fn wait_for_delay(client: &Client, want: Option<u64>) -> Result<u64> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + RELOAD_TIMEOUT;
     loop {
         let current = pg::replay_state(client).await?.delay_ms;
-        if want.is_none_or(|w| w == current) || std::time::Instant::now() > deadline {
-            return Ok(current);
+        match want {
+            None => return Ok(current),
+            Some(w) if w == current => return Ok(current),
+            Some(w) if std::time::Instant::now() > deadline => anyhow::bail!(
+                "the delay is still {current} ms {RELOAD_TIMEOUT:?} after the reload that sets \
+                 {w} ms; check the replica's log with `cargo xtask logs`"
+            ),
+            Some(_) => tokio::time::sleep(Duration::from_millis(2)).await,
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-/// Pauses (`true`) or resumes WAL replay; returns each replica's pause state.
+/// Pauses (`true`) or resumes WAL replay; returns each replica's replay state.
 pub async fn set_paused(
     spec: &StackSpec,
     secrets: &Secrets,
     replicas: &[&Replica],
     paused: bool,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(String, pg::Replay)>> {
     let clients = connect_all(spec, replicas, secrets).await?;
     let call = if paused {
         "SELECT pg_wal_replay_pause()"
@@ -190,10 +199,102 @@ pub async fn set_paused(
         })?;
         states.push((
             replica.node.name.clone(),
-            pg::replay_state(client).await?.pause_state,
+            pg::replay_state(client).await?.replay,
         ));
     }
     Ok(states)
+}
+
+/// What a replica runs with now, next to what the spec says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    /// Replica name.
+    pub replica: String,
+    /// `recovery_min_apply_delay` in effect, in milliseconds.
+    pub delay_ms: u64,
+    /// The spec's delay, in milliseconds.
+    pub spec_delay_ms: u64,
+    /// Whether replay runs or is held by a pause.
+    pub replay: pg::Replay,
+}
+
+/// Reads every replica's delay and replay state.
+pub async fn runtime(spec: &StackSpec, secrets: &Secrets) -> Result<Vec<Runtime>> {
+    let replicas: Vec<&Replica> = spec.replicas.iter().collect();
+    let mut out = Vec::new();
+    for (replica, client) in connect_all(spec, &replicas, secrets).await? {
+        let state = pg::replay_state(&client).await?;
+        out.push(Runtime {
+            replica: replica.node.name.clone(),
+            delay_ms: state.delay_ms,
+            spec_delay_ms: replica.delay.as_millis() as u64,
+            replay: state.replay,
+        });
+    }
+    Ok(out)
+}
+
+/// A runtime change that [`restore_spec`] undid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The delay was `from_ms`; it is the spec's `to_ms` again.
+    Delay {
+        /// Replica name.
+        replica: String,
+        /// The delay that was in effect.
+        from_ms: u64,
+        /// The spec's delay, now in effect.
+        to_ms: u64,
+    },
+    /// Replay was paused; it runs again.
+    Resumed {
+        /// Replica name.
+        replica: String,
+    },
+}
+
+impl std::fmt::Display for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Restored::Delay {
+                replica,
+                from_ms,
+                to_ms,
+            } => write!(
+                f,
+                "reset {replica}'s delay from {from_ms} ms to the spec's {to_ms} ms"
+            ),
+            Restored::Resumed { replica } => {
+                write!(f, "resumed replay on {replica}, which was paused")
+            }
+        }
+    }
+}
+
+/// Returns every replica to what the spec says: its delay (a `cargo xtask
+/// delay` override is removed) and running replay. Returns what changed.
+pub async fn restore_spec(spec: &StackSpec, secrets: &Secrets) -> Result<Vec<Restored>> {
+    let mut restored = Vec::new();
+    for now in runtime(spec, secrets).await? {
+        let Some(replica) = spec.find_replica(&now.replica) else {
+            continue;
+        };
+        if now.delay_ms != now.spec_delay_ms {
+            delay(spec, secrets, &[replica], DelayChange::Reset).await?;
+            restored.push(Restored::Delay {
+                replica: now.replica.clone(),
+                from_ms: now.delay_ms,
+                to_ms: now.spec_delay_ms,
+            });
+        }
+        if now.replay == pg::Replay::Paused {
+            set_paused(spec, secrets, &[replica], false).await?;
+            restored.push(Restored::Resumed {
+                replica: now.replica,
+            });
+        }
+    }
+    Ok(restored)
 }
 
 #[cfg(test)]
@@ -235,6 +336,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("whole milliseconds")
+        );
+    }
+
+    #[test]
+    fn restored_changes_read_as_one_line_each() {
+        let delay = Restored::Delay {
+            replica: "replica1".into(),
+            from_ms: 0,
+            to_ms: 3000,
+        };
+        assert_eq!(
+            delay.to_string(),
+            "reset replica1's delay from 0 ms to the spec's 3000 ms"
+        );
+        let resumed = Restored::Resumed {
+            replica: "replica1".into(),
+        };
+        assert_eq!(
+            resumed.to_string(),
+            "resumed replay on replica1, which was paused"
         );
     }
 

@@ -3,19 +3,21 @@
 //! delay change, pause and resume, data kept across `down` and `up`, and a
 //! spec change on existing volumes (a replica removed, a database added).
 //!
-//! The test needs a Docker engine and a compose tool. Without an engine it
-//! prints why it was skipped and passes; with an engine but no compose tool,
-//! or no way to build the image, it is skipped locally and fails under
-//! `CI=true`. It uses its own stack name, free ports and a temporary
-//! workspace, and removes its containers and volumes even when it fails.
+//! The test needs a Docker engine, a compose tool and the image (or
+//! mmdebstrap to build it): [`DOCKER`]. Where they are missing it fails;
+//! `cargo xtask test` reports it as skipped there, with the reason, and
+//! fails under `CI=true`. It uses its own stack name, free ports and a
+//! temporary workspace, and removes its containers and volumes even when it
+//! fails.
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drr_stack::codegen::{self, Mode};
 use drr_stack::command::Command;
-use drr_stack::compose::{self, Compose, image};
+use drr_stack::compose::{Compose, image};
 use drr_stack::lag::{self, DelayChange};
 use drr_stack::progress::Progress;
 use drr_stack::project::Project;
@@ -24,41 +26,11 @@ use drr_stack::secrets::Secrets;
 use drr_stack::spec::StackSpec;
 use drr_stack::stack::Stack;
 use drr_stack::status;
+use drr_stack::testing::DOCKER;
 use support::{time_until_visible, visible};
 use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Why the test cannot run here, or `None` when it can. Panics under CI
-/// when Docker is there but the rest is not.
-fn missing_prerequisite() -> Option<String> {
-    if let Err(e) = compose::check_engine() {
-        return Some(format!("no Docker engine: {e:#}"));
-    }
-    let required = |reason: String| {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI has a Docker engine, so the compose tests must run, but {reason}");
-        }
-        Some(reason)
-    };
-    if let Err(e) = compose::Tool::detect() {
-        return required(format!("no compose tool: {e:#}"));
-    }
-    let built = image::exists(&image::local_tag(15)).unwrap_or(false);
-    if !built
-        && Command::new("mmdebstrap")
-            .args(["--version"])
-            .read()
-            .is_err()
-    {
-        return required(
-            "drr/postgres:15 is not built and mmdebstrap is not installed \
-             (`apt-get install -y mmdebstrap`, then `cargo xtask image`)"
-                .to_owned(),
-        );
-    }
-    None
-}
 
 /// A compose stack in a temporary workspace; its containers and volumes
 /// are removed on drop, whatever happened.
@@ -156,135 +128,136 @@ impl Drop for ComposeStack {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compose_stack_lags_like_a_native_one_and_keeps_its_data() {
-    if let Some(reason) = missing_prerequisite() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let started = Instant::now();
-    let tag = image::ensure(15, &mut Progress::new(false)).expect("the local image");
-    eprintln!("image {tag} ready in {:?}", started.elapsed());
+mod requires_docker {
+    use super::*;
 
-    let mut spec = support::spec(&[1000, 0]).image(&tag);
-    spec.name = format!("drr-compose-test-{}", std::process::id());
-    let mut stack = ComposeStack::new(spec);
-    let cold = stack.up().await;
-    eprintln!("cold up in {cold:?}");
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compose_stack_lags_like_a_native_one_and_keeps_its_data() {
+        DOCKER.require(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let started = Instant::now();
+        let tag = image::ensure(15, &mut Progress::new(false)).expect("the local image");
+        eprintln!("image {tag} ready in {:?}", started.elapsed());
 
-    // Every node has a healthy container.
-    let backend = Stack::Compose(stack.compose());
-    let secrets = stack.secrets();
-    let mut nodes = status::gather(stack.project.spec(), &secrets, &Default::default()).await;
-    backend.annotate(&mut nodes);
-    for node in &nodes {
-        assert!(node.is_up(), "{node:?}");
-        let container = node.container.as_deref().unwrap_or_default();
-        assert!(container.starts_with("Up"), "{node:?}");
-    }
+        let mut spec = support::spec(&[1000, 0]).image(&tag);
+        spec.name = format!("drr-compose-test-{}", std::process::id());
+        let mut stack = ComposeStack::new(spec);
+        let cold = stack.up().await;
+        eprintln!("cold up in {cold:?}");
 
-    // A write shows on each replica after that replica's delay.
-    let primary = stack.connect("primary").await;
-    let delayed = stack.connect("replica1").await;
-    let prompt = stack.connect("replica2").await;
-    primary
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
-    let took = time_until_visible(&prompt, "t", 1, WAIT).await;
-    assert!(
-        took.is_some_and(|t| t < Duration::from_millis(900)),
-        "replica2: {took:?}"
-    );
-    let took = time_until_visible(&delayed, "t", 1, WAIT).await;
-    assert!(
-        took.is_some_and(|t| t >= Duration::from_millis(800)),
-        "replica1 (1000 ms): {took:?}"
-    );
+        // Every node has a healthy container.
+        let backend = Stack::Compose(stack.compose());
+        let secrets = stack.secrets();
+        let mut nodes = status::gather(stack.project.spec(), &secrets, &Default::default()).await;
+        backend.annotate(&mut nodes);
+        for node in &nodes {
+            assert!(node.is_up(), "{node:?}");
+            let container = node.container.as_deref().unwrap_or_default();
+            assert!(container.starts_with("Up"), "{node:?}");
+        }
 
-    // `delay` changes it live.
-    let spec = stack.project.spec();
-    let replica1 = lag::select(spec, &["replica1".to_owned()]).unwrap();
-    let states = lag::delay(spec, &secrets, &replica1, DelayChange::Set(Duration::ZERO))
-        .await
-        .unwrap();
-    assert_eq!(states[0].current_ms, 0);
-    primary
-        .batch_execute("INSERT INTO t VALUES (2)")
-        .await
-        .unwrap();
-    let took = time_until_visible(&delayed, "t", 2, WAIT).await;
-    assert!(
-        took.is_some_and(|t| t < Duration::from_millis(800)),
-        "after delay 0: {took:?}"
-    );
+        // A write shows on each replica after that replica's delay.
+        let primary = stack.connect("primary").await;
+        let delayed = stack.connect("replica1").await;
+        let prompt = stack.connect("replica2").await;
+        primary
+            .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        let took = time_until_visible(&prompt, "t", 1, WAIT).await;
+        assert!(
+            took.is_some_and(|t| t < Duration::from_millis(900)),
+            "replica2: {took:?}"
+        );
+        let took = time_until_visible(&delayed, "t", 1, WAIT).await;
+        assert!(
+            took.is_some_and(|t| t >= Duration::from_millis(800)),
+            "replica1 (1000 ms): {took:?}"
+        );
 
-    // Pause holds replay back until resume.
-    lag::set_paused(spec, &secrets, &replica1, true)
-        .await
-        .unwrap();
-    primary
-        .batch_execute("INSERT INTO t VALUES (3)")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!visible(&delayed, "t", 3).await, "visible while paused");
-    lag::set_paused(spec, &secrets, &replica1, false)
-        .await
-        .unwrap();
-    assert!(time_until_visible(&delayed, "t", 3, WAIT).await.is_some());
-    drop((primary, delayed, prompt));
+        // `delay` changes it live.
+        let spec = stack.project.spec();
+        let replica1 = lag::select(spec, &["replica1".to_owned()]).unwrap();
+        let states = lag::delay(spec, &secrets, &replica1, DelayChange::Set(Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(states[0].current_ms, 0);
+        primary
+            .batch_execute("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+        let took = time_until_visible(&delayed, "t", 2, WAIT).await;
+        assert!(
+            took.is_some_and(|t| t < Duration::from_millis(800)),
+            "after delay 0: {took:?}"
+        );
 
-    // `down` removes the containers but keeps the volumes; `up` brings the data back.
-    stack.compose().down(&mut Progress::new(false)).unwrap();
-    assert!(
-        stack.compose().states().is_empty(),
-        "containers left after down"
-    );
-    assert_eq!(stack.volumes().len(), 3, "volumes after down");
-    let warm = stack.up().await;
-    eprintln!("warm up in {warm:?}");
-    for node in ["primary", "replica1", "replica2"] {
-        let client = stack.connect(node).await;
-        let count: i64 = client
-            .query_one("SELECT count(*) FROM t", &[])
+        // Pause holds replay back until resume.
+        lag::set_paused(spec, &secrets, &replica1, true)
+            .await
+            .unwrap();
+        primary
+            .batch_execute("INSERT INTO t VALUES (3)")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!visible(&delayed, "t", 3).await, "visible while paused");
+        lag::set_paused(spec, &secrets, &replica1, false)
+            .await
+            .unwrap();
+        assert!(time_until_visible(&delayed, "t", 3, WAIT).await.is_some());
+        drop((primary, delayed, prompt));
+
+        // `down` removes the containers but keeps the volumes; `up` brings the data back.
+        stack.compose().down(&mut Progress::new(false)).unwrap();
+        assert!(
+            stack.compose().states().is_empty(),
+            "containers left after down"
+        );
+        assert_eq!(stack.volumes().len(), 3, "volumes after down");
+        let warm = stack.up().await;
+        eprintln!("warm up in {warm:?}");
+        for node in ["primary", "replica1", "replica2"] {
+            let client = stack.connect(node).await;
+            let count: i64 = client
+                .query_one("SELECT count(*) FROM t", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(count, 3, "rows on {node} after down and up");
+        }
+
+        // A spec without replica2 and with one more database: `up` drops
+        // replica2's slot and volume and creates the database on the old volume.
+        let mut spec = stack.project.spec().clone().database("extra", "app");
+        spec.replicas.retain(|r| r.node.name != "replica2");
+        stack.respec(spec);
+        stack.up().await;
+        assert_eq!(stack.volumes().len(), 2, "volumes after removing replica2");
+        let primary = stack.connect("primary").await;
+        let slots: Vec<String> = primary
+            .query(
+                "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(slots, ["replica1"], "slots after removing replica2");
+        let extra: bool = primary
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'extra')",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
-        assert_eq!(count, 3, "rows on {node} after down and up");
+        assert!(extra, "the database added to the spec exists");
+        drop(primary);
+
+        // `destroy` removes the volumes too.
+        stack.compose().destroy(&mut Progress::new(false)).unwrap();
+        assert!(stack.volumes().is_empty(), "volumes left after destroy");
     }
-
-    // A spec without replica2 and with one more database: `up` drops
-    // replica2's slot and volume and creates the database on the old volume.
-    let mut spec = stack.project.spec().clone().database("extra", "app");
-    spec.replicas.retain(|r| r.node.name != "replica2");
-    stack.respec(spec);
-    stack.up().await;
-    assert_eq!(stack.volumes().len(), 2, "volumes after removing replica2");
-    let primary = stack.connect("primary").await;
-    let slots: Vec<String> = primary
-        .query(
-            "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(slots, ["replica1"], "slots after removing replica2");
-    let extra: bool = primary
-        .query_one(
-            "SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'extra')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(extra, "the database added to the spec exists");
-    drop(primary);
-
-    // `destroy` removes the volumes too.
-    stack.compose().destroy(&mut Progress::new(false)).unwrap();
-    assert!(stack.volumes().is_empty(), "volumes left after destroy");
 }

@@ -7,9 +7,12 @@
 //! test against the stack), `down`, and always `destroy --yes` at the end so
 //! no server outlives the test.
 //!
-//! The example builds into `<target dir>/adopt`; a cold build compiles
-//! drr-stack's and drr-core's dependency trees once more (minutes on two
-//! cores).
+//! The example's binaries go to `<target dir>/adopt`, and its compiled
+//! dependencies are shared with this workspace's build (cargo's
+//! `build.build-dir` points at this workspace's target directory), so only
+//! units this workspace did not build compile again. Final binaries are
+//! never shared: both workspaces have a package named `xtask`, and the test
+//! checks that each `cargo xtask` still runs its own.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,30 +25,44 @@ const FAR_MS: u64 = 3000;
 
 /// Environment the main stack's tooling reads, which must not leak into the
 /// example's (its stack gets its own state and cache under its own root).
-const SCRUBBED: [&str; 4] = [
+const SCRUBBED: [&str; 5] = [
     "DRR_STATE_DIR",
     "DRR_CACHE_DIR",
     "DRR_BACKEND",
     "CARGO_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
 ];
 
-/// The example workspace and where its build goes.
+/// The example workspace, where its binaries go, and the build directory
+/// it shares with this workspace.
 struct Example {
     root: PathBuf,
     target: PathBuf,
+    build_dir: PathBuf,
 }
 
 impl Example {
     fn new() -> Example {
         let main = xtask::workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
+        let absolute = |dir: PathBuf| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                main.join(dir)
+            }
+        };
+        let main_target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
-            .map(|t| if t.is_absolute() { t } else { main.join(t) })
-            .unwrap_or_else(|| main.join("target"))
-            .join("adopt");
+            .map(absolute)
+            .unwrap_or_else(|| main.join("target"));
+        let build_dir = std::env::var_os("CARGO_BUILD_BUILD_DIR")
+            .map(PathBuf::from)
+            .map(absolute)
+            .unwrap_or_else(|| main_target.clone());
         Example {
             root: main.join("examples").join("adopt"),
-            target,
+            target: main_target.join("adopt"),
+            build_dir,
         }
     }
 
@@ -56,6 +73,7 @@ impl Example {
             command.env_remove(key);
         }
         command.env("CARGO_TARGET_DIR", &self.target);
+        command.env("CARGO_BUILD_BUILD_DIR", &self.build_dir);
         command
     }
 
@@ -163,8 +181,9 @@ fn another_workspace_gets_the_stack_commands_from_drr_stack() {
     let started = Instant::now();
     let example = Example::new();
     eprintln!(
-        "adopt: building examples/adopt's cargo xtask into {} (a cold build compiles drr-stack's dependencies again: minutes)",
-        example.target.display()
+        "adopt: building examples/adopt's cargo xtask into {} (dependencies shared with {})",
+        example.target.display(),
+        example.build_dir.display()
     );
     let status = example
         .cargo_xtask(&["gen", "--check"])
@@ -204,6 +223,8 @@ fn another_workspace_gets_the_stack_commands_from_drr_stack() {
     );
     ok("cargo xtask test", &mut example.cargo_xtask(&["test"]));
 
+    each_workspace_runs_its_own_xtask(&example);
+
     ok("down", &mut example.xtask(&["down"]));
     let after = run("status after down", &mut example.xtask(&["status"]));
     assert!(
@@ -211,6 +232,27 @@ fn another_workspace_gets_the_stack_commands_from_drr_stack() {
         "status exits non-zero once the stack is down"
     );
     eprintln!("adopt: done in {:?}", started.elapsed());
+}
+
+/// After the example's builds, which share this workspace's build
+/// directory, each workspace's `xtask` binary is still its own: this one's
+/// prints this workspace's ports, the example's its own.
+fn each_workspace_runs_its_own_xtask(example: &Example) {
+    let ours = ok(
+        "this workspace's xtask env",
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("env")
+            .current_dir(xtask::workspace_root()),
+    );
+    assert!(
+        ours.contains("@127.0.0.1:5432/drr'"),
+        "this workspace's xtask prints another stack:\n{ours}"
+    );
+    let theirs = ok("example's xtask env", &mut example.xtask(&["env"]));
+    assert!(
+        theirs.contains("@127.0.0.1:55432/shop'"),
+        "the example's xtask prints another stack:\n{theirs}"
+    );
 }
 
 /// The example's state lives under its own root (or its own /var/tmp

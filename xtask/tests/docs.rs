@@ -640,17 +640,7 @@ fn safe_shown_commands_run_against_the_stack() {
             continue;
         }
         let started = Instant::now();
-        let mut output = run(&args);
-        // Other tests share the stack and may pause a replica's replay for a
-        // moment, which leaves a probe's markers unseen: retry a probe once.
-        if !output.status.success() && args[0] == "probe" {
-            eprintln!(
-                "retry {}: probe failed once, maybe during another test's pause",
-                shown.place
-            );
-            std::thread::sleep(Duration::from_secs(5));
-            output = run(&args);
-        }
+        let output = run(&args);
         eprintln!(
             "ran  {}: cargo xtask {} ({} ms)",
             shown.place,

@@ -1,0 +1,247 @@
+//! `cargo xtask test`: the one command that checks generated files, brings
+//! the stack to what the spec says, and runs the workspace's tests with the
+//! stack's connection environment exported.
+//!
+//! A known starting state: runtime overrides left by `cargo xtask delay` or
+//! `pause` are undone first (each on one line), unless `--keep-overrides`
+//! asks to test under them, and then the exported delays are the live ones.
+//! Tests that need something this machine lacks ([`crate::testing::Requirement`])
+//! are excluded with a line saying why, so the runner counts them as
+//! skipped; under `CI=true` that is an error instead.
+
+mod nextest;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::command::Command;
+use crate::env;
+use crate::lag;
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::secrets::Secrets;
+use crate::stack::Stack;
+use crate::testing::{REQUIREMENTS, Requirement};
+
+/// What `cargo xtask test` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// Stop the stack afterwards.
+    pub down: bool,
+    /// Keep `delay`/`pause` overrides and export the live delays.
+    pub keep_overrides: bool,
+    /// Run the selected tests this many times and tally failures per test.
+    pub repeat: Option<u32>,
+    /// Arguments for the test runner.
+    pub runner_args: Vec<String>,
+    /// Arguments for the tests (after `--`).
+    pub test_args: Vec<String>,
+    /// Print only errors and the runner's output.
+    pub quiet: bool,
+}
+
+/// Which test runner runs the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// `cargo nextest run` (each test in its own process), then doctests.
+    Nextest,
+    /// `cargo test`.
+    CargoTest,
+}
+
+impl Runner {
+    /// nextest when `cargo nextest` is installed, else `cargo test`.
+    pub fn detect() -> Runner {
+        let nextest = Command::new(cargo())
+            .args(["nextest", "--version"])
+            .read()
+            .is_ok();
+        if nextest {
+            Runner::Nextest
+        } else {
+            Runner::CargoTest
+        }
+    }
+}
+
+/// Runs `cargo xtask test` on `stack`; returns the runner's exit code (the
+/// first failing invocation's).
+pub async fn run(
+    project: &Project,
+    stack: &Stack<'_>,
+    options: &TestOptions,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
+    crate::codegen::check(project)?;
+    stack.up(progress).await?;
+    progress.done("stack is up");
+    let result = run_tests(project, options).await;
+    if options.down {
+        stack.down(progress)?;
+    }
+    result
+}
+
+async fn run_tests(project: &Project, options: &TestOptions) -> Result<ExitCode> {
+    let spec = project.spec();
+    let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+    let mut vars = env::vars(spec, Some(&secrets));
+    if options.keep_overrides {
+        let live = lag::runtime(spec, &secrets).await?;
+        for replica in live
+            .iter()
+            .filter(|r| r.replay == crate::pg::Replay::Paused)
+        {
+            eprintln!(
+                "note: replay on {} stays paused (--keep-overrides); tests that wait for it \
+                 will time out",
+                replica.replica
+            );
+        }
+        let delays: Vec<u64> = live.iter().map(|r| r.delay_ms).collect();
+        env::set_delays(&mut vars, &delays);
+    } else {
+        for restored in lag::restore_spec(spec, &secrets).await? {
+            eprintln!("{restored} (keep such changes with `--keep-overrides`)");
+        }
+    }
+
+    let skipped = skipped_requirements(project.root())?;
+    let runner = Runner::detect();
+    let target = target_dir(project.root());
+    let mut code = match runner {
+        Runner::Nextest => nextest::run(project.root(), &target, options, &skipped, &vars)?,
+        Runner::CargoTest => {
+            anyhow::ensure!(
+                options.repeat.is_none(),
+                "`--repeat` needs cargo-nextest; install it with `cargo install cargo-nextest`"
+            );
+            let mut args = vec!["test".to_owned()];
+            args.extend(options.runner_args.iter().cloned());
+            args.extend(test_args(options, &skipped));
+            invoke(project.root(), args, &vars, options.quiet)?
+        }
+    };
+    if code == 0 && runner == Runner::Nextest {
+        code = doctests(project.root(), options, &skipped, &vars)?;
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// nextest does not run doctests: run them with `cargo test --doc` on a
+/// plain run (test arguments passed on), and say so when they are left out.
+fn doctests(
+    root: &Path,
+    options: &TestOptions,
+    skipped: &[Requirement],
+    vars: &[(&str, String)],
+) -> Result<i32> {
+    if options.repeat.is_some() || !options.runner_args.is_empty() {
+        if !options.quiet {
+            eprintln!(
+                "doctests not run: they run on a plain `cargo xtask test [-- ARGS]`; \
+                 run them alone with `cargo test --doc`"
+            );
+        }
+        return Ok(0);
+    }
+    let mut args = vec!["test".to_owned(), "--doc".to_owned()];
+    args.extend(test_args(options, skipped));
+    invoke(root, args, vars, options.quiet)
+}
+
+/// `--` and the test arguments, plus a `--skip` per skipped requirement
+/// (libtest's own filter, for `cargo test`).
+fn test_args(options: &TestOptions, skipped: &[Requirement]) -> Vec<String> {
+    let mut args: Vec<String> = options.test_args.clone();
+    for requirement in skipped {
+        args.extend(["--skip".to_owned(), format!("{}::", requirement.module)]);
+    }
+    if args.is_empty() {
+        return args;
+    }
+    std::iter::once("--".to_owned()).chain(args).collect()
+}
+
+/// Checks every requirement; returns the missing ones after saying which
+/// tests they exclude, or fails under `CI=true`.
+fn skipped_requirements(root: &Path) -> Result<Vec<Requirement>> {
+    let missing: Vec<(Requirement, anyhow::Error)> = REQUIREMENTS
+        .iter()
+        .filter_map(|r| r.check(root).err().map(|e| (*r, e)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|(r, e)| {
+            format!(
+                "the tests in `{}` modules: they need {}, but {e:#}",
+                r.module, r.what
+            )
+        })
+        .collect();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        anyhow::bail!(
+            "CI=true, and tests cannot run here:\n  {}\ninstall what they need (CI must run every test), \
+             or run without CI=true to skip them",
+            lines.join("\n  ")
+        );
+    }
+    for line in &lines {
+        eprintln!("skipping {line}");
+    }
+    Ok(missing.into_iter().map(|(r, _)| r).collect())
+}
+
+/// Runs `cargo ARGS` in `root` with `vars`; returns its exit code.
+fn invoke(root: &Path, args: Vec<String>, vars: &[(&str, String)], quiet: bool) -> Result<i32> {
+    let mut command = Command::new(cargo()).args(args).dir(root);
+    for (key, value) in vars {
+        command = command.env(*key, value);
+    }
+    if !quiet {
+        eprintln!("running `{}` against the stack", command.display());
+    }
+    command.interactive().context("cannot run the test runner")
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR`, else `target`).
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::DOCKER;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn test_arguments_follow_the_separator_with_a_skip_per_missing_requirement() {
+        let options = TestOptions {
+            test_args: strings(&["--nocapture"]),
+            ..TestOptions::default()
+        };
+        assert_eq!(test_args(&options, &[]), strings(&["--", "--nocapture"]));
+        assert_eq!(
+            test_args(&options, &[DOCKER]),
+            strings(&["--", "--nocapture", "--skip", "requires_docker::"])
+        );
+        assert!(test_args(&TestOptions::default(), &[]).is_empty());
+    }
+}
