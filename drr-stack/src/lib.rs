@@ -10,8 +10,8 @@
 //!
 //! fn main() -> std::process::ExitCode {
 //!     let spec = StackSpec::new("shop", 15)
-//!         .primary(Node::new("primary", 55432))
-//!         .replica(Replica::new("replica1", 55433).delay(Duration::from_millis(3000)))
+//!         .primary(Node::new("primary", 15432))
+//!         .replica(Replica::new("replica1", 15433).delay(Duration::from_millis(3000)))
 //!         .role(Role::login("shop", "pass").createdb())
 //!         .database("shop", "shop");
 //!     drr_stack::cli::main(spec, concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -1,5 +1,5 @@
 //! Another workspace adopts drr: `examples/adopt` depends on drr-stack for
-//! its own `cargo xtask` (its own spec: stack `adopt`, ports 55432-55434,
+//! its own `cargo xtask` (its own spec: stack `adopt`, ports 15432-15434,
 //! replicas `near` 200 ms and `far` 3000 ms behind) and on drr-core for its
 //! app. This test builds that workspace and drives its stack against real
 //! Postgres: `gen --check`, `up`, `status`, `env`, a lag check through
@@ -207,8 +207,8 @@ fn another_workspace_gets_the_stack_commands_from_drr_stack() {
     }
     let env = ok("env", &mut example.xtask(&["env"]));
     for expected in [
-        "DRR_PRIMARY_URL='postgres://shop:shop-pass@127.0.0.1:55432/shop'",
-        "127.0.0.1:55433/shop,postgres://shop:shop-pass@127.0.0.1:55434/shop'",
+        "DRR_PRIMARY_URL='postgres://shop:shop-pass@127.0.0.1:15432/shop'",
+        "127.0.0.1:15433/shop,postgres://shop:shop-pass@127.0.0.1:15434/shop'",
         "DRR_REPLICA_DELAYS_MS='200,3000'",
     ] {
         assert!(env.contains(expected), "env prints {expected}:\n{env}");
@@ -250,7 +250,7 @@ fn each_workspace_runs_its_own_xtask(example: &Example) {
     );
     let theirs = ok("example's xtask env", &mut example.xtask(&["env"]));
     assert!(
-        theirs.contains("@127.0.0.1:55432/shop'"),
+        theirs.contains("@127.0.0.1:15432/shop'"),
         "the example's xtask prints another stack:\n{theirs}"
     );
 }

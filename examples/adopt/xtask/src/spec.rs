@@ -9,9 +9,9 @@ use drr_stack::spec::{Node, Replica, Role, StackSpec};
 /// behind it and one far behind, on ports clear of drr's own 5432 stack.
 pub fn spec() -> StackSpec {
     StackSpec::new("adopt", 15)
-        .primary(Node::new("primary", 55432))
-        .replica(Replica::new("near", 55433).delay(Duration::from_millis(200)))
-        .replica(Replica::new("far", 55434).delay(Duration::from_millis(3000)))
+        .primary(Node::new("primary", 15432))
+        .replica(Replica::new("near", 15433).delay(Duration::from_millis(200)))
+        .replica(Replica::new("far", 15434).delay(Duration::from_millis(3000)))
         .role(Role::login("shop", "shop-pass"))
         .database("shop", "shop")
 }
