@@ -10,8 +10,6 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::lag::{self, DelayChange};
-use crate::native::Binaries;
-use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::secrets::Secrets;
@@ -209,85 +207,31 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
     let secrets = || Secrets::load_or_create(&project.secrets_dir());
     let stack = || Stack::open(&project, backend);
     match cli.command {
-        Command::Gen { check } => return crate::codegen::run(&project, check),
+        Command::Gen { check } => crate::codegen::run(&project, check),
         Command::Up => {
             runtime.block_on(stack()?.up(&mut progress))?;
             progress.done("stack is up");
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Down => stack()?.down(&mut progress)?,
+        Command::Down => stack()?.down(&mut progress).map(|()| ExitCode::SUCCESS),
         Command::Destroy { yes } => {
             let stack = stack()?;
-            let question = format!("delete {} and all the stack's data?", stack.describe_data());
-            if !yes && std::io::stdin().is_terminal() && !confirm(&question)? {
-                anyhow::bail!("nothing deleted");
-            }
-            stack.destroy(&mut progress)?;
+            confirm_destroy(&stack, yes)?;
+            stack.destroy(&mut progress).map(|()| ExitCode::SUCCESS)
         }
-        Command::Status { json } => {
-            let stack = stack().ok();
-            let pids = stack.as_ref().map(Stack::pids).unwrap_or_default();
-            let mut nodes = runtime.block_on(status::gather(spec, &secrets()?, &pids));
-            if let Some(stack) = &stack {
-                stack.annotate(&mut nodes);
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&nodes)?);
-            } else {
-                print!("{}", status::table(&nodes));
-            }
-            if let Some(down) = nodes.iter().find(|n| !n.is_up()) {
-                if !json {
-                    eprintln!(
-                        "node `{}` is down; start the stack with `cargo xtask up`",
-                        down.node
-                    );
-                }
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        Command::Status { json } => runtime.block_on(status::run(&project, backend, json)),
         Command::Env { admin } => {
             let secrets = if admin { Some(secrets()?) } else { None };
             print!("{}", env::exports(&env::vars(spec, secrets.as_ref())));
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Psql { node, args } => {
-            let node = match &node {
-                Some(name) => spec
-                    .nodes()
-                    .find(|n| &n.name == name)
-                    .with_context(|| unknown_node(spec, name))?,
-                None => &spec.primary,
-            };
-            let (role, db) = spec
-                .login()
-                .context("the spec declares no login role; add one with `.role(...)`")?;
-            let psql = Binaries::find(spec.postgres_major)
-                .map_or_else(|_| "psql".into(), |b| b.path("psql"));
-            let code = crate::command::Command::new(psql)
-                .args([
-                    "-h".to_owned(),
-                    pg::host(spec).to_string(),
-                    "-p".to_owned(),
-                    node.port.to_string(),
-                ])
-                .args([
-                    "-U",
-                    &role.name,
-                    "-d",
-                    db.map_or("postgres", |d| d.name.as_str()),
-                ])
-                .args(args)
-                .env("PGPASSWORD", &role.password)
-                .interactive()?;
-            return Ok(exit_code(code));
-        }
+        Command::Psql { node, args } => crate::psql::run(spec, node.as_deref(), args),
         Command::Logs { node, follow } => {
             if let Some(name) = &node {
-                spec.nodes()
-                    .find(|n| &n.name == name)
-                    .with_context(|| unknown_node(spec, name))?;
+                spec.node(name)?;
             }
             let code = stack()?.logs(spec, node.as_deref(), follow)?;
-            return Ok(exit_code(code));
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Delay {
             value,
@@ -299,21 +243,17 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 (None, true) => DelayChange::Reset,
                 (None, false) => DelayChange::Show,
             };
-            let targets = lag::select(spec, &replicas.names)?;
-            for state in runtime.block_on(lag::delay(spec, &secrets()?, &targets, change))? {
-                let note = if state.current_ms == state.spec_ms {
-                    "the spec's value".to_owned()
-                } else {
-                    format!(
-                        "spec: {} ms; `cargo xtask delay --reset` returns to it",
-                        state.spec_ms
-                    )
-                };
-                println!("{}: {} ms ({note})", state.replica, state.current_ms);
-            }
+            runtime.block_on(lag::run_delay(spec, &secrets()?, &replicas.names, change))?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Pause { replicas } => pause(&runtime, spec, &secrets()?, &replicas, true)?,
-        Command::Resume { replicas } => pause(&runtime, spec, &secrets()?, &replicas, false)?,
+        Command::Pause { replicas } => {
+            runtime.block_on(lag::run_pause(spec, &secrets()?, &replicas.names, true))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { replicas } => {
+            runtime.block_on(lag::run_pause(spec, &secrets()?, &replicas.names, false))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Test {
             down,
             keep_overrides,
@@ -330,7 +270,7 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 quiet: cli.quiet,
             };
             let stack = stack()?;
-            return runtime.block_on(test_command::run(&project, &stack, &options, &mut progress));
+            runtime.block_on(test_command::run(&project, &stack, &options, &mut progress))
         }
         Command::Probe {
             duration,
@@ -346,42 +286,43 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 quiet: cli.quiet,
             };
             let report = runtime.block_on(probe::run(&project, &secrets()?, &options))?;
-            if !report.complete() {
-                return Ok(ExitCode::FAILURE);
-            }
+            Ok(if report.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Bench { quick, only } => {
             let options = crate::bench::BenchOptions { quick, only };
             let path = runtime.block_on(crate::bench::run(&project, options))?;
             eprintln!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Image => {
-            let tag = crate::compose::image::ensure(spec.postgres_major, &mut progress)?;
-            progress.done(&format!("image {tag} is ready"));
-            if spec.image != tag {
-                eprintln!(
-                    "`cargo xtask up --backend compose` runs it while {} is not on this machine; \
-                     to choose it always, set `{}={tag}` or `.image(\"{tag}\")` in the spec",
-                    spec.image,
-                    crate::render::compose::IMAGE_ENV
-                );
-            }
+            crate::stack::build_image(spec, &mut progress).map(|()| ExitCode::SUCCESS)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn pause(
-    runtime: &tokio::runtime::Runtime,
-    spec: &StackSpec,
-    secrets: &Secrets,
-    replicas: &ReplicaArgs,
-    paused: bool,
-) -> Result<()> {
-    let targets = lag::select(spec, &replicas.names)?;
-    for (name, state) in runtime.block_on(lag::set_paused(spec, secrets, &targets, paused))? {
-        println!("{name}: replay {state}");
+/// `destroy` deletes only what the user confirmed: `--yes`, or `y` on a
+/// terminal; without a terminal to ask on, it refuses.
+fn confirm_destroy(stack: &Stack<'_>, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
     }
+    let what = stack.describe_data();
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "`destroy` deletes {what} and all the stack's data; there is no terminal to confirm on, \
+         so pass `--yes`"
+    );
+    eprint!("delete {what} and all the stack's data? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    anyhow::ensure!(
+        matches!(answer.trim(), "y" | "Y" | "yes"),
+        "nothing deleted"
+    );
     Ok(())
 }
 
@@ -391,26 +332,6 @@ fn parse_duration(flag: &str, value: &str) -> Result<std::time::Duration> {
     })?;
     anyhow::ensure!(!duration.is_zero(), "{flag} must be longer than zero");
     Ok(duration)
-}
-
-fn unknown_node(spec: &StackSpec, name: &str) -> String {
-    let known: Vec<&str> = spec.nodes().map(|n| n.name.as_str()).collect();
-    format!(
-        "there is no node `{name}`; the spec's nodes are: {}",
-        known.join(", ")
-    )
-}
-
-fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-/// Asks a yes/no question on the terminal.
-fn confirm(question: &str) -> Result<bool> {
-    eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Parses `args` (without the program name) as `cargo xtask` would, without

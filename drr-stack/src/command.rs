@@ -13,7 +13,7 @@ pub struct Command {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     dir: Option<std::path::PathBuf>,
-    identity: Option<crate::native::ServerUser>,
+    identity: Option<crate::host::ServerUser>,
 }
 
 impl Command {
@@ -53,7 +53,7 @@ impl Command {
     /// Runs as the given unprivileged user (needed for Postgres when drr runs
     /// as root), in a process group of its own so that Ctrl-C on the calling
     /// terminal does not reach servers it starts.
-    pub fn as_user(mut self, user: Option<&crate::native::ServerUser>) -> Self {
+    pub fn as_user(mut self, user: Option<&crate::host::ServerUser>) -> Self {
         self.identity = user.cloned();
         self
     }

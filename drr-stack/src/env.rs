@@ -3,7 +3,6 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::pg;
 use crate::secrets::Secrets;
 use crate::spec::{Node, StackSpec};
 
@@ -16,7 +15,7 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A `postgres://` URL for `node`.
 pub fn url(spec: &StackSpec, node: &Node, user: &str, password: &str, database: &str) -> String {
-    let host = match pg::host(spec) {
+    let host = match spec.host() {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         v4 => v4.to_string(),
     };

@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
 use crate::pg::{self, Login};
+use crate::render::postgres;
 use crate::secrets::Secrets;
 use crate::spec::{MAX_DELAY, Replica, StackSpec};
 
@@ -110,7 +111,18 @@ pub enum DelayChange {
     Reset,
 }
 
+impl std::fmt::Display for DelayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms", self.current_ms)
+    }
+}
+
 /// Shows or changes the delay of `replicas`; returns the resulting states.
+///
+/// With the apply delay, `max_standby_streaming_delay` moves too (see
+/// [`postgres::standby_streaming_delay`]), so that long delays keep replica
+/// queries usable. When a change fails on a replica, the others still
+/// change and the error lists every replica's outcome.
 pub async fn delay(
     spec: &StackSpec,
     secrets: &Secrets,
@@ -118,40 +130,87 @@ pub async fn delay(
     change: DelayChange,
 ) -> Result<Vec<DelayState>> {
     let clients = connect_all(spec, replicas, secrets).await?;
-    let mut states = Vec::new();
+    let mut outcomes = Vec::new();
     for (replica, client) in &clients {
-        let statement = match change {
-            DelayChange::Show => None,
-            // The value is a validated integer: no injection possible, and
-            // ALTER SYSTEM cannot take a bind parameter.
-            DelayChange::Set(d) => Some(format!(
+        outcomes.push((
+            replica.node.name.clone(),
+            change_delay(client, replica, change).await,
+        ));
+    }
+    every_replica("the delay", outcomes)
+}
+
+async fn change_delay(
+    client: &Client,
+    replica: &Replica,
+    change: DelayChange,
+) -> Result<DelayState> {
+    // The values are validated durations: no injection possible, and ALTER
+    // SYSTEM cannot take a bind parameter.
+    let statements = match change {
+        DelayChange::Show => Vec::new(),
+        DelayChange::Set(d) => vec![
+            format!(
                 "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
                 d.as_millis()
-            )),
-            DelayChange::Reset => Some("ALTER SYSTEM RESET recovery_min_apply_delay".to_owned()),
-        };
-        if let Some(statement) = statement {
-            // Two round trips: ALTER SYSTEM refuses to run in the implicit
-            // transaction of a multi-statement query.
+            ),
+            format!(
+                "ALTER SYSTEM SET max_standby_streaming_delay = '{}ms'",
+                postgres::standby_streaming_delay(d).as_millis()
+            ),
+        ],
+        DelayChange::Reset => vec![
+            "ALTER SYSTEM RESET recovery_min_apply_delay".to_owned(),
+            "ALTER SYSTEM RESET max_standby_streaming_delay".to_owned(),
+        ],
+    };
+    if !statements.is_empty() {
+        // One round trip each: ALTER SYSTEM refuses to run in the implicit
+        // transaction of a multi-statement query.
+        for statement in statements
+            .iter()
+            .map(String::as_str)
+            .chain(["SELECT pg_reload_conf()"])
+        {
             client
-                .batch_execute(&statement)
+                .batch_execute(statement)
                 .await
-                .and(client.batch_execute("SELECT pg_reload_conf()").await)
                 .with_context(|| format!("cannot change the delay of `{}`", replica.node.name))?;
         }
-        let want = match change {
-            DelayChange::Show => None,
-            DelayChange::Set(d) => Some(d.as_millis() as u64),
-            DelayChange::Reset => Some(replica.delay.as_millis() as u64),
-        };
-        let current_ms = wait_for_delay(client, want).await?;
-        states.push(DelayState {
-            replica: replica.node.name.clone(),
-            current_ms,
-            spec_ms: replica.delay.as_millis() as u64,
-        });
     }
-    Ok(states)
+    let want = match change {
+        DelayChange::Show => None,
+        DelayChange::Set(d) => Some(d.as_millis() as u64),
+        DelayChange::Reset => Some(replica.delay.as_millis() as u64),
+    };
+    let current_ms = wait_for_delay(client, want).await?;
+    Ok(DelayState {
+        replica: replica.node.name.clone(),
+        current_ms,
+        spec_ms: replica.delay.as_millis() as u64,
+    })
+}
+
+/// Every replica's result when all succeeded; else an error that reports
+/// each replica's outcome, so that nothing half-done goes unsaid.
+fn every_replica<T: std::fmt::Display>(
+    what: &str,
+    outcomes: Vec<(String, Result<T>)>,
+) -> Result<Vec<T>> {
+    if outcomes.iter().all(|(_, r)| r.is_ok()) {
+        return Ok(outcomes.into_iter().filter_map(|(_, r)| r.ok()).collect());
+    }
+    let lines: Vec<String> = outcomes
+        .iter()
+        .map(|(name, result)| match result {
+            Ok(state) => format!("  {name}: {state}"),
+            Err(e) => format!("  {name}: failed: {e:#}"),
+        })
+        .collect();
+    anyhow::bail!(
+        "{what} did not change on every replica:\n{}\nfix the cause and run the command again",
+        lines.join("\n")
+    )
 }
 
 /// How long a reload may take to show a changed delay.
@@ -188,21 +247,71 @@ pub async fn set_paused(
     } else {
         "SELECT pg_wal_replay_resume()"
     };
-    let mut states = Vec::new();
+    let mut outcomes = Vec::new();
     for (replica, client) in &clients {
-        client.execute(call, &[]).await.with_context(|| {
-            format!(
-                "cannot {} replay on `{}`",
-                if paused { "pause" } else { "resume" },
-                replica.node.name
-            )
-        })?;
-        states.push((
-            replica.node.name.clone(),
-            pg::replay_state(client).await?.replay,
-        ));
+        let name = replica.node.name.clone();
+        let result = async {
+            client.execute(call, &[]).await.with_context(|| {
+                format!(
+                    "cannot {} replay on `{name}`",
+                    if paused { "pause" } else { "resume" }
+                )
+            })?;
+            Ok((name.clone(), pg::replay_state(client).await?.replay))
+        }
+        .await;
+        outcomes.push((replica.node.name.clone(), result.map(ReplayOf)));
     }
-    Ok(states)
+    Ok(every_replica("replay", outcomes)?
+        .into_iter()
+        .map(|ReplayOf(pair)| pair)
+        .collect())
+}
+
+/// A replica's replay state, shown as `replay paused` / `replay running`.
+struct ReplayOf((String, pg::Replay));
+
+impl std::fmt::Display for ReplayOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "replay {}", self.0.1)
+    }
+}
+
+/// `cargo xtask delay`: shows or changes the delay of the replicas named
+/// (all when none are), one line per replica.
+pub async fn run_delay(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    names: &[String],
+    change: DelayChange,
+) -> Result<()> {
+    let targets = select(spec, names)?;
+    for state in delay(spec, secrets, &targets, change).await? {
+        let note = if state.current_ms == state.spec_ms {
+            "the spec's value".to_owned()
+        } else {
+            format!(
+                "spec: {} ms; `cargo xtask delay --reset` returns to it",
+                state.spec_ms
+            )
+        };
+        println!("{}: {} ms ({note})", state.replica, state.current_ms);
+    }
+    Ok(())
+}
+
+/// `cargo xtask pause` / `resume`: one line per replica.
+pub async fn run_pause(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    names: &[String],
+    paused: bool,
+) -> Result<()> {
+    let targets = select(spec, names)?;
+    for (name, state) in set_paused(spec, secrets, &targets, paused).await? {
+        println!("{name}: replay {state}");
+    }
+    Ok(())
 }
 
 /// What a replica runs with now, next to what the spec says.

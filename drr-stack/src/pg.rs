@@ -1,7 +1,6 @@
 //! Talking to the stack's nodes over TCP with tokio-postgres: the same code
 //! serves both backends, since compose publishes every node on its spec port.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -9,16 +8,6 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::secrets::Secrets;
 use crate::spec::{Node, StackSpec};
-
-/// Where a node answers: the spec's listen address (loopback when it
-/// listens on every address) and the node's port.
-pub fn host(spec: &StackSpec) -> IpAddr {
-    match spec.listen {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        other => other,
-    }
-}
 
 /// Credentials for one connection.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +35,7 @@ impl<'a> Login<'a> {
 pub async fn connect(spec: &StackSpec, node: &Node, login: Login<'_>) -> Result<Client> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host(host(spec).to_string())
+        .host(spec.host().to_string())
         .port(node.port)
         .user(login.user)
         .password(login.password)
@@ -57,7 +46,7 @@ pub async fn connect(spec: &StackSpec, node: &Node, login: Login<'_>) -> Result<
         format!(
             "cannot connect to node `{}` on {}:{} as `{}`",
             node.name,
-            host(spec),
+            spec.host(),
             node.port,
             login.user
         )

@@ -17,6 +17,22 @@ use crate::project::Project;
 use crate::spec::{Backend, StackSpec};
 use crate::status::NodeStatus;
 
+/// `cargo xtask image`: builds (or finds cached) the local image the
+/// compose backend runs when no registry can be reached.
+pub fn build_image(spec: &StackSpec, progress: &mut Progress) -> Result<()> {
+    let tag = crate::compose::image::ensure(spec.postgres_major, progress)?;
+    progress.done(&format!("image {tag} is ready"));
+    if spec.image != tag {
+        eprintln!(
+            "`cargo xtask up --backend compose` runs it while {} is not on this machine; \
+             to choose it always, set `{}={tag}` or `.image(\"{tag}\")` in the spec",
+            spec.image,
+            crate::render::compose::IMAGE_ENV
+        );
+    }
+    Ok(())
+}
+
 /// A stack on the backend that runs it.
 #[derive(Debug)]
 #[non_exhaustive]

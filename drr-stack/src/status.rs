@@ -3,11 +3,16 @@
 
 use std::collections::BTreeMap;
 
+use std::process::ExitCode;
+
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::pg::{self, Login};
+use crate::project::Project;
 use crate::secrets::Secrets;
-use crate::spec::{Member, StackSpec};
+use crate::spec::{Backend, Member, StackSpec};
+use crate::stack::Stack;
 
 /// One node's status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +49,40 @@ impl NodeStatus {
     pub fn is_up(&self) -> bool {
         self.state == "up"
     }
+}
+
+/// `cargo xtask status`: every node's status on `backend`, as a table or
+/// JSON; fails (non-zero exit) when a node the spec declares is down.
+pub async fn run(project: &Project, backend: Backend, json: bool) -> Result<ExitCode> {
+    let nodes = report(project, backend).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+    } else {
+        print!("{}", table(&nodes));
+    }
+    let Some(down) = nodes.iter().find(|n| !n.is_up()) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !json {
+        eprintln!(
+            "node `{}` is down; start the stack with `cargo xtask up`",
+            down.node
+        );
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Every spec node's status on `backend`: what SQL over TCP tells, and what
+/// the backend knows of its processes (when it can be opened).
+pub async fn report(project: &Project, backend: Backend) -> Result<Vec<NodeStatus>> {
+    let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+    let stack = Stack::open(project, backend).ok();
+    let pids = stack.as_ref().map(Stack::pids).unwrap_or_default();
+    let mut nodes = gather(project.spec(), &secrets, &pids).await;
+    if let Some(stack) = &stack {
+        stack.annotate(&mut nodes);
+    }
+    Ok(nodes)
 }
 
 /// Gathers every spec node's status; `pids` comes from the backend.

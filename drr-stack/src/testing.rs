@@ -115,26 +115,20 @@ impl TempStack {
     /// A connection to `node` as the spec's login role.
     pub async fn connect(&self, node: &str) -> Result<Client> {
         let spec = self.spec();
-        let (role, db) = spec.login().context("the spec has no login role")?;
+        let (user, password, database) = spec.login_credentials()?;
         let login = Login {
-            user: &role.name,
-            password: &role.password,
-            database: db.map_or("postgres", |d| d.name.as_str()),
+            user,
+            password,
+            database,
         };
-        pg::connect(spec, self.node(node)?, login).await
+        pg::connect(spec, spec.node(node)?, login).await
     }
 
     /// A superuser connection to `node`.
     pub async fn admin(&self, node: &str) -> Result<Client> {
         let secrets = self.secrets()?;
-        pg::connect(self.spec(), self.node(node)?, Login::admin(&secrets)).await
-    }
-
-    fn node(&self, name: &str) -> Result<&Node> {
-        self.spec()
-            .nodes()
-            .find(|n| n.name == name)
-            .with_context(|| format!("the test stack has no node `{name}`"))
+        let spec = self.spec();
+        pg::connect(spec, spec.node(node)?, Login::admin(&secrets)).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! The compose backend on a real Docker engine, with the local image that
-//! `cargo xtask image` builds: a clean start, each replica's delay, a live
+//! `cargo xtask image` builds: a clean start, the same locale as a native
+//! cluster, each replica's delay, a live
 //! delay change, pause and resume, data kept across `down` and `up`, and a
 //! spec change on existing volumes (a replica removed, a database added).
 //!
@@ -155,8 +156,32 @@ mod requires_docker {
             assert!(container.starts_with("Up"), "{node:?}");
         }
 
-        // A write shows on each replica after that replica's delay.
+        // Both backends make their clusters alike (one set of initdb
+        // arguments): the same encoding and locale.
         let primary = stack.connect("primary").await;
+        let native = support::TempStack::up(support::spec(&[])).await;
+        let locale = "SELECT datcollate, datctype, pg_encoding_to_char(encoding) \
+                      FROM pg_database WHERE datname = 'template1'";
+        let read = |row: tokio_postgres::Row| -> (String, String, String) {
+            (row.get(0), row.get(1), row.get(2))
+        };
+        let in_containers = read(primary.query_one(locale, &[]).await.unwrap());
+        let native_locale = read(
+            native
+                .connect("primary")
+                .await
+                .query_one(locale, &[])
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            in_containers, native_locale,
+            "compose vs native: collate, ctype, encoding"
+        );
+        assert_eq!(in_containers, ("C".into(), "C".into(), "UTF8".into()));
+        drop(native);
+
+        // A write shows on each replica after that replica's delay.
         let delayed = stack.connect("replica1").await;
         let prompt = stack.connect("replica2").await;
         primary

@@ -207,7 +207,7 @@ async fn servers_never_run_as_root() {
         .unwrap();
     assert_ne!(uid, 0, "postgres runs as root");
     if nix::unistd::geteuid().is_root() {
-        let expected = drr_stack::native::ServerUser::resolve().unwrap().unwrap();
+        let expected = drr_stack::host::ServerUser::resolve().unwrap().unwrap();
         assert_eq!(uid, expected.uid);
     } else {
         assert_eq!(uid, nix::unistd::geteuid().as_raw());

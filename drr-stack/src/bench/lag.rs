@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::report::{Comparison, Figure};
 use super::stack::spec;
 use crate::command::Command;
-use crate::native::Binaries;
+use crate::host::Binaries;
 use crate::pg;
 use crate::secrets::Secrets;
 use crate::testing::TempStack;
@@ -112,7 +112,7 @@ fn psql_loop_sample(
                 "-X",
                 "-tA",
                 "-h",
-                &pg::host(spec).to_string(),
+                &spec.host().to_string(),
                 "-p",
                 &port.to_string(),
                 "-U",

@@ -252,7 +252,7 @@ fn machine(project: &Project) -> Result<Machine> {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         memory_gib: kib / 1024.0 / 1024.0,
-        postgres: crate::native::Binaries::find(project.spec().postgres_major)?.version,
+        postgres: crate::host::Binaries::find(project.spec().postgres_major)?.version,
         commit,
         quick: false,
     })

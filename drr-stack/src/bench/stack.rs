@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 
 use super::report::{Comparison, Figure};
 use crate::command::Command;
-use crate::native::{Binaries, Native, ServerUser};
+use crate::host::{Binaries, ServerUser};
+use crate::native::Native;
 use crate::progress::Progress;
 use crate::spec::StackSpec;
 use crate::testing::{TempStack, free_ports, scratch_dir};

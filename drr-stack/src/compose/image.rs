@@ -126,7 +126,7 @@ fn rootfs(mmdebstrap: &Path, major: u16, suite: &str, mirror: &str, tar: &Path) 
 
 /// `docker import` with the settings a Dockerfile would give.
 fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
-    let bin = format!("/usr/lib/postgresql/{major}/bin");
+    let bin = crate::render::postgres::server_bindir(major);
     let changes = [
         "USER postgres".to_owned(),
         "WORKDIR /var/lib/postgresql".to_owned(),
@@ -153,7 +153,7 @@ fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
 /// Runs the image once: the server binaries answer and the entrypoint's
 /// tools exist, as the `postgres` user that owns `/var/lib/postgresql`.
 fn verify(major: u16, tag: &str) -> Result<()> {
-    let bin = format!("/usr/lib/postgresql/{major}/bin");
+    let bin = crate::render::postgres::server_bindir(major);
     let mut script =
         String::from("set -e; test \"$(stat -c %U /var/lib/postgresql)\" = postgres; ");
     script.push_str("test ! -e /var/lib/postgresql/");

@@ -24,19 +24,19 @@ pub use engine::{Tool, check as check_engine};
 
 use crate::codegen;
 use crate::command::Command;
-use crate::pg::{self, Login};
+use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
+use crate::readiness::{self, Servers};
 use crate::render::compose::{IMAGE_ENV, node_of_volume};
+use crate::render::entrypoint::NODE_CONFIG_DIR;
+use crate::render::postgres;
 use crate::secrets::Secrets;
-use crate::spec::StackSpec;
+use crate::spec::{Backend, StackSpec};
 
 /// How long a node may take to accept logins or a replica to stream; the
 /// first start includes `initdb` and base backups inside the containers.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How often a wait asks the engine whether a container gave up.
-const STATE_POLL: Duration = Duration::from_millis(500);
 
 /// A compose stack: the project, its compose tool and its passwords.
 #[derive(Debug)]
@@ -134,7 +134,7 @@ impl<'p> Compose<'p> {
                 })
             })?;
         }
-        self.check_ports()?;
+        readiness::check_ports(self.spec(), self)?;
         progress.step(
             &format!("{} up ({image})", self.tool.describe()),
             || {
@@ -156,7 +156,7 @@ impl<'p> Compose<'p> {
         progress.step("roles and databases", || self.bootstrap())?;
         self.remove_dropped_replicas(&admin, progress).await?;
         let started = Instant::now();
-        self.wait_streaming(&admin).await?;
+        readiness::wait_replicas(self.spec(), &self.secrets, &admin, self, READY_TIMEOUT).await?;
         progress.record("replicas stream", started.elapsed());
         Ok(())
     }
@@ -167,16 +167,31 @@ impl<'p> Compose<'p> {
     /// second run changes nothing. (`docker exec`, not `compose exec`: the
     /// same, without compose v1's second of start-up.)
     fn bootstrap(&self) -> Result<()> {
-        let script = "PGPASSWORD=\"$DRR_SUPERUSER_PASSWORD\" exec \
-            /usr/lib/postgresql/\"$DRR_PG_MAJOR\"/bin/psql -X -q -v ON_ERROR_STOP=1 \
-            -h 127.0.0.1 -p \"$DRR_PORT\" -U postgres -d postgres -f /etc/drr/node/bootstrap.sql";
-        let primary = self.spec().primary.name.as_str();
-        let container = self.container(primary)?;
+        let spec = self.spec();
+        let primary = &spec.primary;
+        let container = self.container(&primary.name)?;
+        let psql = format!("{}/psql", postgres::server_bindir(spec.postgres_major));
+        let script = format!("{NODE_CONFIG_DIR}/bootstrap.sql");
+        let port = primary.port.to_string();
+        // `-e PGPASSWORD` passes the value from this process's environment,
+        // so it never shows on a command line.
         Command::new("docker")
-            .args(["exec", &container, "sh", "-c", script])
+            .args(["exec", "-e", "PGPASSWORD", &container, &psql])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+            ])
+            .args(["-U", "postgres", "-d", "postgres", "-f", &script])
+            .env("PGPASSWORD", &self.secrets.superuser_password)
             .read()
             .map(drop)
-            .with_context(|| format!("the bootstrap SQL failed on `{primary}`"))
+            .with_context(|| format!("the bootstrap SQL failed on `{}`", primary.name))
     }
 
     /// The id of `node`'s running container.
@@ -238,109 +253,16 @@ impl<'p> Compose<'p> {
             .collect())
     }
 
-    /// Fails before anything starts when a port of a node without a running
-    /// container is taken (e.g. by the native stack of the same spec).
-    fn check_ports(&self) -> Result<()> {
-        let spec = self.spec();
-        let states = self.states();
-        for node in spec.nodes() {
-            let running = states.get(&node.name).is_some_and(|s| s.starts_with("Up"));
-            if running {
-                continue;
-            }
-            if let Some(holder) = crate::native::ports::holder(spec.listen, node.port) {
-                anyhow::bail!(
-                    "port {} on {} (node `{}`) is already in use by {holder}; stop it (a native stack \
-                     of this spec: `cargo xtask down --backend native`), or give `{}` another port in the spec",
-                    node.port,
-                    spec.listen,
-                    node.name,
-                    node.name
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until every node accepts the superuser over TCP (and the login
-    /// role on the primary); fails early when a container stopped or keeps
-    /// restarting, with the end of its log. Returns the primary's client.
+    /// Waits until every node accepts the superuser over TCP; returns the
+    /// primary's client.
     async fn wait_logins(&self) -> Result<tokio_postgres::Client> {
         let spec = self.spec();
-        let admin = Login::admin(&self.secrets);
-        let mut primary = None;
-        for node in spec.nodes() {
-            let mut last_poll = Instant::now();
-            let client = pg::connect_retrying(spec, node, admin, READY_TIMEOUT, || {
-                if last_poll.elapsed() < STATE_POLL {
-                    return Ok(());
-                }
-                last_poll = Instant::now();
-                self.check_container(&node.name)
-            })
-            .await
-            .with_context(|| self.log_tail(&node.name))?;
-            if primary.is_none() {
-                primary = Some(client);
-            }
-        }
-        if let Some((role, db)) = spec.login() {
-            let login = Login {
-                user: &role.name,
-                password: &role.password,
-                database: db.map_or("postgres", |d| d.name.as_str()),
-            };
-            pg::connect(spec, &spec.primary, login).await.context(
-                "the login role cannot log in: the primary's volume was made from another spec; \
-                 run `cargo xtask destroy --backend compose` and `up` to rebuild it",
-            )?;
-        }
-        primary.context("a spec always has a primary")
-    }
-
-    /// Fails when `node`'s container exited or restarts.
-    fn check_container(&self, node: &str) -> Result<()> {
-        let states = self.states();
-        match states.get(node).map(String::as_str) {
-            Some(state) if state.starts_with("Restarting") || state.starts_with("Exited") => {
-                anyhow::bail!("the container of node `{node}` stopped ({state})")
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Waits until every replica is in recovery and streams from its slot.
-    async fn wait_streaming(&self, admin: &tokio_postgres::Client) -> Result<()> {
-        let spec = self.spec();
+        let admin =
+            readiness::wait_logins(spec, &self.secrets, &spec.primary, self, READY_TIMEOUT).await?;
         for replica in &spec.replicas {
-            let client = pg::connect(spec, &replica.node, Login::admin(&self.secrets)).await?;
-            let state = pg::replay_state(&client).await?;
-            anyhow::ensure!(
-                state.in_recovery,
-                "node `{}` is not in recovery: it is not a replica any more; run \
-                 `cargo xtask destroy --backend compose` and `up` to rebuild the stack",
-                replica.node.name
-            );
+            readiness::wait_logins(spec, &self.secrets, &replica.node, self, READY_TIMEOUT).await?;
         }
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let rows = pg::streaming(admin).await?;
-            let lagging = spec
-                .replicas
-                .iter()
-                .map(|r| r.node.name.as_str())
-                .find(|name| !rows.iter().any(|row| row.slot == *name && row.streaming));
-            let Some(first) = lagging else {
-                return Ok(());
-            };
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "replica `{first}` does not stream from the primary\n{}",
-                    self.log_tail(first)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        Ok(admin)
     }
 
     /// Stops and removes the containers and the network; volumes are kept.
@@ -398,6 +320,41 @@ impl<'p> Compose<'p> {
         command.args(node).interactive()
     }
 
+    /// [`Servers::log_tail`] of every node that has a container.
+    fn log_tails(&self) -> String {
+        let states = self.states();
+        self.spec()
+            .nodes()
+            .filter(|n| states.contains_key(&n.name))
+            .map(|n| self.log_tail(&n.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Servers for Compose<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Compose
+    }
+
+    fn runs(&self, node: &str) -> bool {
+        self.states().get(node).is_some_and(|s| s.starts_with("Up"))
+    }
+
+    /// A container that exited or keeps restarting gave up.
+    fn check_alive(&self, node: &str) -> Result<()> {
+        let states = self.states();
+        match states.get(node).map(String::as_str) {
+            Some(state) if state.starts_with("Restarting") || state.starts_with("Exited") => {
+                anyhow::bail!(
+                    "the container of node `{node}` stopped ({state}); {}",
+                    self.log_tail(node)
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The last lines of `node`'s container log, for error messages.
     fn log_tail(&self, node: &str) -> String {
         match self
@@ -410,16 +367,5 @@ impl<'p> Compose<'p> {
             Ok(_) => format!("the container of `{node}` has logged nothing"),
             Err(e) => format!("cannot read the log of `{node}`: {e:#}"),
         }
-    }
-
-    /// [`Self::log_tail`] of every node that has a container.
-    fn log_tails(&self) -> String {
-        let states = self.states();
-        self.spec()
-            .nodes()
-            .filter(|n| states.contains_key(&n.name))
-            .map(|n| self.log_tail(&n.name))
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 }

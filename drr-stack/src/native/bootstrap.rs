@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::binaries::Binaries;
 use crate::command::Command;
+use crate::host::Binaries;
 use crate::render::postgres;
 use crate::secrets::Secrets;
 use crate::spec::StackSpec;

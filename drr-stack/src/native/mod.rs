@@ -7,30 +7,27 @@
 //! spec, and returns only when the primary accepts logins and every replica
 //! streams.
 
-mod binaries;
 mod bootstrap;
-pub mod ports;
 mod process;
 mod state;
 mod template;
-mod user;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-pub use binaries::{BINDIR_ENV, Binaries};
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
-pub use user::{SERVER_USER_ENV, ServerUser};
 
 use crate::command::Command;
+use crate::host::{Binaries, ServerUser};
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::render::{postgres, sql};
+use crate::readiness::{self, Servers};
+use crate::render::{postgres, standby};
 use crate::secrets::Secrets;
-use crate::spec::{Member, Replica, StackSpec};
+use crate::spec::{Backend, Member, Replica, StackSpec};
 
 use bootstrap::Bootstrap;
 
@@ -48,6 +45,8 @@ pub struct Native<'p> {
     project: &'p Project,
     state: StateDir,
     user: Option<ServerUser>,
+    /// Each node's log size when `up` last started it: what it logged since.
+    log_offsets: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl<'p> Native<'p> {
@@ -59,6 +58,7 @@ impl<'p> Native<'p> {
             project,
             state,
             user,
+            log_offsets: Default::default(),
         })
     }
 
@@ -69,6 +69,7 @@ impl<'p> Native<'p> {
             project,
             state,
             user,
+            log_offsets: Default::default(),
         })
     }
 
@@ -98,7 +99,7 @@ impl<'p> Native<'p> {
         let secrets = Secrets::load_or_create(&self.project.secrets_dir())?;
         let bins = Binaries::find(spec.postgres_major)?;
         self.check_data_dirs()?;
-        self.check_ports()?;
+        readiness::check_ports(spec, self)?;
         let user = self.user.as_ref();
 
         let bootstrap = Bootstrap::new(spec, &secrets);
@@ -176,7 +177,7 @@ impl<'p> Native<'p> {
                 .await?;
         }
         let started = std::time::Instant::now();
-        self.wait_streaming(&admin, &secrets).await?;
+        readiness::wait_replicas(spec, &secrets, &admin, self, READY_TIMEOUT).await?;
         progress.record("replicas stream", started.elapsed());
         Ok(())
     }
@@ -210,26 +211,6 @@ impl<'p> Native<'p> {
         Ok(())
     }
 
-    /// Fails before anything starts when a stopped node's port is taken.
-    fn check_ports(&self) -> Result<()> {
-        let spec = self.spec();
-        for node in spec.nodes() {
-            if process::running_pid(&self.state.data_dir(&node.name)).is_some() {
-                continue;
-            }
-            if let Some(holder) = ports::holder(spec.listen, node.port) {
-                anyhow::bail!(
-                    "port {} on {} (node `{}`) is already in use by {holder}; stop it, or give `{}` another port in the spec",
-                    node.port,
-                    spec.listen,
-                    node.name,
-                    node.name
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// Writes the node's rendered configuration into its data directory;
     /// `true` when it changed.
     fn sync_config(&self, member: Member<'_>) -> Result<bool> {
@@ -250,7 +231,7 @@ impl<'p> Native<'p> {
             let tmp = data.join(format!("{name}.drr-tmp"));
             std::fs::write(&tmp, &contents)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
-            user::give(self.user.as_ref(), &tmp)?;
+            crate::host::give(self.user.as_ref(), &tmp)?;
             std::fs::rename(&tmp, &path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             changed = true;
@@ -284,24 +265,15 @@ impl<'p> Native<'p> {
                 process::stop(&[pid], STOP_TIMEOUT)
             })?;
         }
-        let log_offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+        if let Ok(mut offsets) = self.log_offsets.lock() {
+            offsets.insert(node.name.clone(), offset);
+        }
         progress.step(&format!("start {}", node.name), || {
             process::start(bins, &data, &log, self.user.as_ref())
         })?;
-        let exited = || {
-            let said = process::log_since(&log, log_offset);
-            if process::server_failed(&said) || process::dead_pid(&data).is_some() {
-                anyhow::bail!(
-                    "node `{}` failed to start; its log ({}) says:\n{}",
-                    node.name,
-                    log.display(),
-                    said.trim_end()
-                );
-            }
-            Ok(())
-        };
         let started = std::time::Instant::now();
-        pg::connect_retrying(spec, node, Login::admin(secrets), READY_TIMEOUT, exited).await?;
+        readiness::wait_logins(spec, secrets, node, self, READY_TIMEOUT).await?;
         progress.record(&format!("{} accepts logins", node.name), started.elapsed());
         Ok(())
     }
@@ -321,7 +293,7 @@ impl<'p> Native<'p> {
         if std::fs::read_to_string(&marker).ok().as_deref() == Some(bootstrap.digest.as_str()) {
             return Ok(());
         }
-        let host = pg::host(spec).to_string();
+        let host = spec.host().to_string();
         progress.step("roles and databases", || {
             bootstrap.run(bins, secrets, &host, spec.primary.port, &node_dir)
         })?;
@@ -334,27 +306,16 @@ impl<'p> Native<'p> {
     fn configure_standby(&self, name: &str, secrets: &Secrets) -> Result<()> {
         let spec = self.spec();
         let data = self.state.data_dir(name);
-        let conninfo = format!(
-            "host={} port={} user={} password={} application_name={name}",
-            pg::host(spec),
-            spec.primary.port,
-            spec.replication_role,
-            secrets.replication_password
-        );
-        let auto_conf = format!(
-            "# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n\
-             primary_conninfo = {}\nprimary_slot_name = {}\n",
-            sql::literal(&conninfo),
-            sql::literal(name)
-        );
+        let auto_conf =
+            standby::auto_conf(spec, &spec.primary, name, &secrets.replication_password);
         for (file, contents) in [
-            ("postgresql.auto.conf", auto_conf.as_str()),
-            ("standby.signal", ""),
+            (standby::AUTO_CONF, auto_conf.as_str()),
+            (standby::STANDBY_SIGNAL, ""),
         ] {
             let path = data.join(file);
             std::fs::write(&path, contents)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            user::give(self.user.as_ref(), &path)?;
+            crate::host::give(self.user.as_ref(), &path)?;
         }
         Ok(())
     }
@@ -373,7 +334,7 @@ impl<'p> Native<'p> {
         let result = Command::new(bins.path("pg_basebackup"))
             .args(["-h"])
             .args([
-                pg::host(spec).to_string(),
+                spec.host().to_string(),
                 "-p".into(),
                 spec.primary.port.to_string(),
             ])
@@ -422,55 +383,6 @@ impl<'p> Native<'p> {
         }
         let dir = self.state.node_dir(name);
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
-    }
-
-    /// Waits until the login role can log in and every replica is in
-    /// recovery and streams from its slot.
-    async fn wait_streaming(
-        &self,
-        admin: &tokio_postgres::Client,
-        secrets: &Secrets,
-    ) -> Result<()> {
-        let spec = self.spec();
-        if let Some((role, db)) = spec.login() {
-            let login = Login {
-                user: &role.name,
-                password: &role.password,
-                database: db.map_or("postgres", |d| d.name.as_str()),
-            };
-            pg::connect(spec, &spec.primary, login).await?;
-        }
-        for replica in &spec.replicas {
-            let client = pg::connect(spec, &replica.node, Login::admin(secrets)).await?;
-            let state = pg::replay_state(&client).await?;
-            anyhow::ensure!(
-                state.in_recovery,
-                "node `{}` is not in recovery: it is not a replica any more; run `cargo xtask destroy` and `up` to rebuild the stack",
-                replica.node.name
-            );
-        }
-        let deadline = std::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            let rows = pg::streaming(admin).await?;
-            let lagging: Vec<&str> = spec
-                .replicas
-                .iter()
-                .map(|r| r.node.name.as_str())
-                .filter(|name| !rows.iter().any(|row| row.slot == *name && row.streaming))
-                .collect();
-            let Some(first) = lagging.first() else {
-                return Ok(());
-            };
-            if std::time::Instant::now() > deadline {
-                let log = self.state.log_file(first);
-                anyhow::bail!(
-                    "replica `{first}` does not stream from the primary; the end of {}:\n{}",
-                    log.display(),
-                    process::log_tail(&log, 15)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// Fast shutdown of every node; data is kept.
@@ -536,5 +448,44 @@ async fn needs_restart(client: &tokio_postgres::Client) -> Result<bool> {
             return Ok(row.get::<_, i64>(1) > 0);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl Servers for Native<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Native
+    }
+
+    fn runs(&self, node: &str) -> bool {
+        process::running_pid(&self.state.data_dir(node)).is_some()
+    }
+
+    /// A server that logged a FATAL or PANIC of its own since it was
+    /// started, or whose process is gone, gave up.
+    fn check_alive(&self, node: &str) -> Result<()> {
+        let data = self.state.data_dir(node);
+        let log = self.state.log_file(node);
+        let offset = self
+            .log_offsets
+            .lock()
+            .map_or(0, |o| o.get(node).copied().unwrap_or(0));
+        let said = process::log_since(&log, offset);
+        if process::server_failed(&said) || process::dead_pid(&data).is_some() {
+            anyhow::bail!(
+                "node `{node}` failed to start; its log ({}) says:\n{}",
+                log.display(),
+                said.trim_end()
+            );
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self, node: &str) -> String {
+        let log = self.state.log_file(node);
+        format!(
+            "the end of {}:\n{}",
+            log.display(),
+            process::log_tail(&log, 15)
+        )
     }
 }

@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::binaries::Binaries;
-use super::user::ServerUser;
 use crate::command::Command;
+use crate::host::Binaries;
+use crate::host::ServerUser;
 
 /// The pid of the postmaster that owns `data_dir`, if one is running.
 pub fn running_pid(data_dir: &Path) -> Option<i32> {

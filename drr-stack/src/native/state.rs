@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::user::{ServerUser, give};
+use crate::host::{ServerUser, give};
 use crate::project::Project;
 
 /// Overrides the state directory of the stack.

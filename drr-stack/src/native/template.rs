@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::binaries::Binaries;
 use super::bootstrap::Bootstrap;
 use super::state::{StateDir, mkdir};
-use super::user::{ServerUser, give};
 use crate::command::Command;
+use crate::host::Binaries;
+use crate::host::{ServerUser, give};
 use crate::render::postgres::INITDB_ARGS;
 use crate::secrets::Secrets;
 

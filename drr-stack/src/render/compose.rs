@@ -20,6 +20,7 @@ use serde::ser::SerializeMap as _;
 
 use super::PREAMBLE;
 use super::entrypoint::{MOUNT_PATH, NODE_CONFIG_DIR};
+use super::postgres;
 use crate::spec::{Member, StackSpec};
 
 /// Label on every service and volume: its value is the stack name.
@@ -76,11 +77,11 @@ pub fn node_of_volume(volume: &str) -> Option<&str> {
 fn service(spec: &StackSpec, member: Member<'_>) -> Service {
     let node = member.node();
     let port = node.port.to_string();
-    let bin = format!("/usr/lib/postgresql/{}/bin", spec.postgres_major);
+    let bin = postgres::server_bindir(spec.postgres_major);
     let mut environment = BTreeMap::from([
         ("DRR_NODE", node.name.clone()),
         ("DRR_NODE_ROLE", member.role_name().to_owned()),
-        ("DRR_PG_MAJOR", spec.postgres_major.to_string()),
+        ("DRR_PG_BINDIR", bin.clone()),
         ("DRR_PORT", port.clone()),
         (
             "DRR_REPLICATION_PASSWORD",

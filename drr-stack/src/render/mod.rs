@@ -8,6 +8,7 @@ pub mod compose;
 pub mod entrypoint;
 pub mod postgres;
 pub mod sql;
+pub mod standby;
 
 use crate::spec::{Member, StackSpec};
 

@@ -4,13 +4,23 @@
 //! `compose/`, the native runner writes them into each data directory.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::{PREAMBLE, sql};
 use crate::spec::{Member, StackSpec};
 
-/// `initdb` arguments both backends use: UTF-8 with the portable `C`
-/// locale, the `postgres` superuser, peer auth on the socket and
-/// scram-sha-256 on TCP. The superuser's password comes from `--pwfile`.
+/// Where Debian's packages (and the official `postgres` image, and the
+/// image `cargo xtask image` builds) install a major's server binaries: the
+/// compose entrypoint and `docker exec` use it, and the native backend looks
+/// there last.
+pub fn server_bindir(major: u16) -> String {
+    format!("/usr/lib/postgresql/{major}/bin")
+}
+
+/// `initdb` arguments both backends use (the native template and the compose
+/// entrypoint): UTF-8 with the portable `C` locale, the `postgres`
+/// superuser, peer auth on the socket and scram-sha-256 on TCP. The
+/// superuser's password comes from `--pwfile`.
 pub const INITDB_ARGS: &[&str] = &[
     "--username=postgres",
     "--encoding=UTF8",
@@ -18,6 +28,22 @@ pub const INITDB_ARGS: &[&str] = &[
     "--auth-local=peer",
     "--auth-host=scram-sha-256",
 ];
+
+/// How long a replica query that conflicts with replay (say, with a vacuum's
+/// cleanup) may hold replay back before Postgres cancels it: Postgres's own
+/// default.
+pub const QUERY_GRACE: Duration = Duration::from_secs(30);
+
+/// `max_standby_streaming_delay` for a replica delayed by `delay`.
+///
+/// Postgres counts that grace from when the WAL was *received*, but a
+/// delayed replica applies WAL `delay` after receiving it: with the default
+/// 30 s and a delay of 30 s or more, a conflicting query would be cancelled
+/// the moment replay reaches its conflict. Adding the delay gives such a
+/// query the same [`QUERY_GRACE`] an undelayed replica gives it.
+pub fn standby_streaming_delay(delay: Duration) -> Duration {
+    delay + QUERY_GRACE
+}
 
 /// Headroom of WAL senders and slots beyond one per replica, so that adding
 /// a replica or running `pg_basebackup` never needs a primary restart.
@@ -65,6 +91,10 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
         set(
             "recovery_min_apply_delay",
             &format!("{}ms", replica.delay.as_millis()),
+        );
+        set(
+            "max_standby_streaming_delay",
+            &format!("{}ms", standby_streaming_delay(replica.delay).as_millis()),
         );
     }
     if !node.settings.is_empty() {

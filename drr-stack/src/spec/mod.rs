@@ -151,6 +151,16 @@ pub struct Database {
 }
 
 impl StackSpec {
+    /// Where the nodes answer: the listen address, or loopback when the
+    /// stack listens on every address.
+    pub fn host(&self) -> IpAddr {
+        match self.listen {
+            IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            other => other,
+        }
+    }
+
     /// An empty stack named `name` on Postgres `major`, with drr's defaults:
     /// the official `postgres` image pinned to a minor version, listening on
     /// 127.0.0.1, a primary called `primary` on 5432 and no replicas.
@@ -230,6 +240,27 @@ impl StackSpec {
     pub fn members(&self) -> impl Iterator<Item = Member<'_>> {
         std::iter::once(Member::Primary(&self.primary))
             .chain(self.replicas.iter().map(Member::Replica))
+    }
+
+    /// The node called `name`, or an error that lists the spec's nodes.
+    pub fn node(&self, name: &str) -> Result<&Node, UnknownNode> {
+        self.nodes()
+            .find(|n| n.name == name)
+            .ok_or_else(|| UnknownNode {
+                name: name.to_owned(),
+                known: self.nodes().map(|n| n.name.clone()).collect(),
+            })
+    }
+
+    /// The login role's name, password and database (`postgres` when the
+    /// spec declares none), or an error saying to declare a role.
+    pub fn login_credentials(&self) -> Result<(&str, &str, &str), NoLoginRole> {
+        let (role, db) = self.login().ok_or(NoLoginRole)?;
+        Ok((
+            &role.name,
+            &role.password,
+            db.map_or("postgres", |d| d.name.as_str()),
+        ))
     }
 
     /// The node called `name`.
@@ -330,6 +361,21 @@ impl RoleAttribute {
         }
     }
 }
+
+/// A node name the spec does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("there is no node `{name}`; the spec's nodes are: {}", known.join(", "))]
+pub struct UnknownNode {
+    /// The name asked for.
+    pub name: String,
+    /// The spec's node names.
+    pub known: Vec<String>,
+}
+
+/// The spec declares no login role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the spec declares no login role; add one with `.role(...)`")]
+pub struct NoLoginRole;
 
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

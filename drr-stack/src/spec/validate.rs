@@ -15,6 +15,10 @@ const MANAGED_SETTINGS: &[(&str, &str)] = &[
         "set the replica's delay in the spec, or use `cargo xtask delay`",
     ),
     (
+        "max_standby_streaming_delay",
+        "it follows each replica's delay, so that long delays keep replica queries usable",
+    ),
+    (
         "primary_conninfo",
         "drr writes it when it creates the replica",
     ),

@@ -13,14 +13,14 @@
 # a half-made PGDATA. Then it runs the server in the foreground.
 #
 # Node facts come from the compose file's environment: DRR_NODE,
-# DRR_NODE_ROLE (primary or replica), DRR_PG_MAJOR, DRR_PORT, PGDATA; on the
+# DRR_NODE_ROLE (primary or replica), DRR_PG_BINDIR, DRR_PORT, PGDATA; on the
 # primary DRR_SUPERUSER_PASSWORD and DRR_REPLICATION_PASSWORD (read by the
 # bootstrap SQL); on a replica DRR_PRIMARY_HOST, DRR_PRIMARY_PORT,
 # DRR_REPLICATION_ROLE and DRR_REPLICATION_PASSWORD.
 set -eu
 umask 077
 
-bin="/usr/lib/postgresql/${DRR_PG_MAJOR:?}/bin"
+bin="${DRR_PG_BINDIR:?}"
 conf=/etc/drr/node
 tmp="${PGDATA:?}.drr-tmp"
 node="${DRR_NODE:?}"
@@ -35,8 +35,8 @@ init_primary() {
     pwfile=$(mktemp)
     trap 'rm -f "$pwfile"' EXIT
     printf '%s\n' "$DRR_SUPERUSER_PASSWORD" >"$pwfile"
-    "$bin/initdb" -D "$tmp" -U postgres --pwfile="$pwfile" \
-        --auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8
+    # The native backend's initdb arguments (render::postgres::INITDB_ARGS).
+    "$bin/initdb" -D "$tmp" --pwfile="$pwfile" --username=postgres --encoding=UTF8 --locale=C --auth-local=peer --auth-host=scram-sha-256
     rm -f "$pwfile"
     trap - EXIT
     log "running $conf/bootstrap.sql on a server listening on a unix socket only"

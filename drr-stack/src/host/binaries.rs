@@ -76,7 +76,7 @@ fn candidates(major: u16) -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
-    dirs.push(PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")));
+    dirs.push(PathBuf::from(crate::render::postgres::server_bindir(major)));
     dirs.push(PathBuf::from(format!("/usr/pgsql-{major}/bin")));
     dirs
 }

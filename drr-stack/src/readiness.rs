@@ -1,0 +1,162 @@
+//! When a stack is ready, decided the same way for both backends: over TCP
+//! on the published ports. A backend only says what it alone knows about
+//! its servers ([`Servers`]): whether one runs, whether one gave up, and
+//! the end of its log for an error message.
+//!
+//! `up` on either backend: [`check_ports`] before anything starts, then
+//! [`wait_logins`] per node, then [`wait_replicas`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use tokio_postgres::Client;
+
+use crate::host::ports;
+use crate::pg::{self, Login};
+use crate::secrets::Secrets;
+use crate::spec::{Backend, Node, StackSpec};
+
+/// How often a wait polls the nodes.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How often a wait asks the backend whether a server gave up (asking a
+/// container engine costs tens of milliseconds).
+const ALIVE_POLL: Duration = Duration::from_millis(200);
+
+/// What a backend knows about its servers that SQL cannot tell.
+pub trait Servers {
+    /// The backend, for the commands that messages suggest.
+    fn backend(&self) -> Backend;
+
+    /// Whether `node`'s server (process or container) runs, so that the
+    /// port it holds is its own.
+    fn runs(&self, node: &str) -> bool;
+
+    /// Fails, saying why, when `node`'s server gave up while starting
+    /// (exited, keeps restarting, logged a fatal error).
+    fn check_alive(&self, node: &str) -> Result<()>;
+
+    /// The end of `node`'s log, for an error message.
+    fn log_tail(&self, node: &str) -> String;
+}
+
+/// Fails before anything starts when a node that is not running finds its
+/// port taken, naming the holder.
+pub fn check_ports(spec: &StackSpec, servers: &impl Servers) -> Result<()> {
+    for node in spec.nodes() {
+        if servers.runs(&node.name) {
+            continue;
+        }
+        if let Some(holder) = ports::holder(spec.listen, node.port) {
+            let other = match servers.backend() {
+                Backend::Native => Backend::Compose,
+                Backend::Compose => Backend::Native,
+            };
+            anyhow::bail!(
+                "port {} on {} (node `{}`) is already in use by {holder}; stop it (a {other} stack \
+                 of this spec: `cargo xtask down --backend {other}`), or give `{}` another port in \
+                 the spec",
+                node.port,
+                spec.listen,
+                node.name,
+                node.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `node` accepts the superuser over TCP, for at most
+/// `timeout`, failing early (with the backend's reason) when its server
+/// gave up. Returns the client.
+pub async fn wait_logins(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    node: &Node,
+    servers: &impl Servers,
+    timeout: Duration,
+) -> Result<Client> {
+    let mut last_check = Instant::now();
+    let mut gave_up = false;
+    let result = pg::connect_retrying(spec, node, Login::admin(secrets), timeout, || {
+        if last_check.elapsed() < ALIVE_POLL {
+            return Ok(());
+        }
+        last_check = Instant::now();
+        servers
+            .check_alive(&node.name)
+            .inspect_err(|_| gave_up = true)
+    })
+    .await;
+    match result {
+        Err(e) if !gave_up => Err(e.context(servers.log_tail(&node.name))),
+        other => other,
+    }
+}
+
+/// Waits until the spec's login role can log in to the primary, every
+/// replica is in recovery, and every replica streams from its slot, for at
+/// most `timeout`.
+pub async fn wait_replicas(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    admin: &Client,
+    servers: &impl Servers,
+    timeout: Duration,
+) -> Result<()> {
+    if let Some((role, db)) = spec.login() {
+        let login = Login {
+            user: &role.name,
+            password: &role.password,
+            database: db.map_or("postgres", |d| d.name.as_str()),
+        };
+        pg::connect(spec, &spec.primary, login)
+            .await
+            .with_context(|| {
+                format!(
+                    "the login role cannot log in to the primary: its data was made from another \
+                     spec; run `{}` and `up` to rebuild it",
+                    destroy_command(servers.backend())
+                )
+            })?;
+    }
+    for replica in &spec.replicas {
+        let client = pg::connect(spec, &replica.node, Login::admin(secrets)).await?;
+        let state = pg::replay_state(&client).await?;
+        anyhow::ensure!(
+            state.in_recovery,
+            "node `{}` is not in recovery: it is not a replica any more; run `{}` and `up` to \
+             rebuild the stack",
+            replica.node.name,
+            destroy_command(servers.backend())
+        );
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = pg::streaming(admin).await?;
+        let lagging = spec
+            .replicas
+            .iter()
+            .map(|r| r.node.name.as_str())
+            .find(|name| !rows.iter().any(|row| row.slot == *name && row.streaming));
+        let Some(first) = lagging else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "replica `{first}` does not stream from the primary; {}",
+                servers.log_tail(first)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `cargo xtask destroy` for `backend` (the flag only where it is not the
+/// default).
+fn destroy_command(backend: Backend) -> String {
+    match backend {
+        Backend::Native => "cargo xtask destroy".to_owned(),
+        other => format!("cargo xtask destroy --backend {other}"),
+    }
+}
