@@ -57,7 +57,15 @@ enum Command {
         check: bool,
     },
     /// Start the stack and wait until every replica streams (idempotent).
-    Up,
+    ///
+    /// Repairs what it can and says so: a missing replication slot is
+    /// recreated, a replica that cannot stream is rebuilt from the primary.
+    Up {
+        /// Also delete the data of a node that left the spec when it holds a
+        /// primary's data (after renaming the primary in the spec).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Stop every node; data is kept.
     Down,
     /// Stop every node and delete the stack's state.
@@ -185,7 +193,22 @@ enum Command {
 /// Parses the command line, runs the command for `spec`, and returns the
 /// exit code. `root` is the workspace that holds `compose/`.
 pub fn main(spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode {
-    let cli = Cli::parse();
+    run_args(std::env::args_os().skip(1), spec, root)
+}
+
+/// [`main`] with the arguments given (without the program name): for tests
+/// that run commands on a project of their own.
+pub fn run_args<I, T>(args: I, spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let argv = std::iter::once(std::ffi::OsString::from("cargo xtask"))
+        .chain(args.into_iter().map(Into::into));
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli, spec, root.into()) {
         Ok(code) => code,
         Err(e) => {
@@ -208,8 +231,9 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
     let stack = || Stack::open(&project, backend);
     match cli.command {
         Command::Gen { check } => crate::codegen::run(&project, check),
-        Command::Up => {
-            runtime.block_on(stack()?.up(&mut progress))?;
+        Command::Up { yes } => {
+            let options = crate::stack::UpOptions { yes };
+            runtime.block_on(stack()?.up_with(&mut progress, options))?;
             progress.done("stack is up");
             Ok(ExitCode::SUCCESS)
         }

@@ -168,6 +168,20 @@ pub struct Streaming {
     pub replay_lag_bytes: Option<i64>,
     /// `pg_stat_replication.replay_lag` in milliseconds (NULL when idle: 0).
     pub replay_lag_ms: Option<f64>,
+    /// WAL the slot keeps on the primary, in bytes (none once invalidated).
+    pub retained_bytes: Option<i64>,
+    /// `pg_replication_slots.wal_status`: `reserved`, `extended`,
+    /// `unreserved` (about to be lost) or `lost` (invalidated).
+    pub wal_status: Option<String>,
+}
+
+impl Streaming {
+    /// Whether the slot was invalidated (it held more WAL than
+    /// `max_slot_wal_keep_size` allows): its replica can never stream
+    /// through it again.
+    pub fn is_lost(&self) -> bool {
+        self.wal_status.as_deref() == Some("lost")
+    }
 }
 
 /// The primary's view of every replication slot.
@@ -176,7 +190,9 @@ pub async fn streaming(primary: &Client) -> Result<Vec<Streaming>> {
         .query(
             "SELECT s.slot_name::text, coalesce(r.state = 'streaming', false), \
                     pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint, \
-                    extract(epoch FROM r.replay_lag)::float8 * 1000 \
+                    extract(epoch FROM r.replay_lag)::float8 * 1000, \
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, \
+                    s.wal_status \
              FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid \
              WHERE s.slot_type = 'physical' ORDER BY 1",
             &[],
@@ -190,8 +206,23 @@ pub async fn streaming(primary: &Client) -> Result<Vec<Streaming>> {
             streaming: row.get(1),
             replay_lag_bytes: row.get(2),
             replay_lag_ms: row.get(3),
+            retained_bytes: row.get(4),
+            wal_status: row.get(5),
         })
         .collect())
+}
+
+/// Creates the physical replication slot `name` on the primary, reserving
+/// WAL from now on.
+pub async fn create_slot(primary: &Client, name: &str) -> Result<()> {
+    primary
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1, true)",
+            &[&name],
+        )
+        .await
+        .with_context(|| format!("cannot create the replication slot of `{name}`"))?;
+    Ok(())
 }
 
 /// Drops replication slot `name` on the primary if it exists and is idle.

@@ -38,6 +38,46 @@ pub trait Servers {
 
     /// The end of `node`'s log, for an error message.
     fn log_tail(&self, node: &str) -> String;
+
+    /// What `node`'s log says since its start, for [`stream_failure`].
+    fn recent_log(&self, node: &str) -> String;
+}
+
+/// A replica that can never stream from the primary as it is, and why: its
+/// data no longer fits the primary's (see [`stream_failure`]). A backend
+/// answers by rebuilding it from the primary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replica `{replica}` cannot stream from the primary: {reason}")]
+pub struct CannotStream {
+    /// The replica.
+    pub replica: String,
+    /// What its log says, e.g. that the system identifiers differ.
+    pub reason: String,
+}
+
+/// Causes, as a standby's log words them, for which a replica will never
+/// stream until it is rebuilt; connection failures (a primary restarting)
+/// are not among them.
+const PERMANENT_STREAM_FAILURES: [&str; 6] = [
+    "database system identifier differs",
+    "has already been removed",
+    "is ahead of the WAL flush position",
+    "is not a child of",
+    "highest timeline",
+    "has been invalidated",
+];
+
+/// The first server-level FATAL in `log` that says the replica can never
+/// stream as it is (see [`PERMANENT_STREAM_FAILURES`]), without its prefix.
+pub fn stream_failure(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let (_, rest) = line.split_once("] ")?;
+        let message = rest.strip_prefix("FATAL:")?.trim();
+        PERMANENT_STREAM_FAILURES
+            .iter()
+            .any(|cause| message.contains(cause))
+            .then(|| message.to_owned())
+    })
 }
 
 /// Fails before anything starts when a node that is not running finds its
@@ -132,16 +172,30 @@ pub async fn wait_replicas(
         );
     }
     let deadline = Instant::now() + timeout;
+    let mut last_check = Instant::now();
     loop {
         let rows = pg::streaming(admin).await?;
-        let lagging = spec
+        let lagging: Vec<&str> = spec
             .replicas
             .iter()
             .map(|r| r.node.name.as_str())
-            .find(|name| !rows.iter().any(|row| row.slot == *name && row.streaming));
-        let Some(first) = lagging else {
+            .filter(|name| !rows.iter().any(|row| row.slot == *name && row.streaming))
+            .collect();
+        let Some(&first) = lagging.first() else {
             return Ok(());
         };
+        if last_check.elapsed() >= ALIVE_POLL {
+            last_check = Instant::now();
+            for replica in &lagging {
+                if let Some(reason) = stream_failure(&servers.recent_log(replica)) {
+                    return Err(CannotStream {
+                        replica: (*replica).to_owned(),
+                        reason,
+                    }
+                    .into());
+                }
+            }
+        }
         if Instant::now() > deadline {
             anyhow::bail!(
                 "replica `{first}` does not stream from the primary; {}",
@@ -158,5 +212,26 @@ fn destroy_command(backend: Backend) -> String {
     match backend {
         Backend::Native => "cargo xtask destroy".to_owned(),
         other => format!("cargo xtask destroy --backend {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_permanent_stream_failures_count() {
+        let log = "\
+2026-11-26 10:00:00.001 UTC [10] LOG:  started streaming WAL from primary at 0/3000000 on timeline 1
+2026-11-26 10:00:00.002 UTC [11] FATAL:  could not connect to the primary server: connection refused
+2026-11-26 10:00:00.003 UTC [12] app@db FATAL:  database system identifier differs (a session)
+2026-11-26 10:00:01.000 UTC [13] FATAL:  database system identifier differs between the primary and standby
+";
+        assert_eq!(
+            stream_failure(log).as_deref(),
+            Some("database system identifier differs between the primary and standby")
+        );
+        let transient = log.lines().take(3).collect::<Vec<_>>().join("\n");
+        assert_eq!(stream_failure(&transient), None);
     }
 }

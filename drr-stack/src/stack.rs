@@ -33,6 +33,14 @@ pub fn build_image(spec: &StackSpec, progress: &mut Progress) -> Result<()> {
     Ok(())
 }
 
+/// What `up` may do beyond creating, starting and repairing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// Delete the data of a node that left the spec even when it holds a
+    /// primary's data (`cargo xtask up --yes`, after renaming the primary).
+    pub yes: bool,
+}
+
 /// A stack on the backend that runs it.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -54,9 +62,14 @@ impl<'p> Stack<'p> {
 
     /// Brings the stack up and waits until every replica streams.
     pub async fn up(&self, progress: &mut Progress) -> Result<()> {
+        self.up_with(progress, UpOptions::default()).await
+    }
+
+    /// [`Stack::up`], allowed to do what `options` allow.
+    pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
         match self {
-            Stack::Native(native) => native.up(progress).await,
-            Stack::Compose(compose) => compose.up(progress).await,
+            Stack::Native(native) => native.up_with(progress, options).await,
+            Stack::Compose(compose) => compose.up_with(progress, options).await,
         }
     }
 

@@ -42,6 +42,11 @@ pub struct NodeStatus {
     pub replay_lag_bytes: Option<i64>,
     /// Whether replay runs or is held by a pause (replicas that are up).
     pub replay: Option<pg::Replay>,
+    /// WAL the replica's slot keeps on the primary, in bytes.
+    pub slot_wal_bytes: Option<i64>,
+    /// The slot's `wal_status`: `reserved`, `extended`, `unreserved`, or
+    /// `lost` (invalidated: `cargo xtask up` rebuilds the replica).
+    pub slot_status: Option<String>,
 }
 
 impl NodeStatus {
@@ -113,6 +118,8 @@ pub async fn gather(
             replay_lag_ms: None,
             replay_lag_bytes: None,
             replay: None,
+            slot_wal_bytes: None,
+            slot_status: None,
         };
         match member {
             Member::Primary(_) => {
@@ -125,6 +132,8 @@ pub async fn gather(
                 let slot = slots.iter().find(|s| s.slot == node.name);
                 status.streaming = Some(slot.is_some_and(|s| s.streaming));
                 status.replay_lag_bytes = slot.and_then(|s| s.replay_lag_bytes);
+                status.slot_wal_bytes = slot.and_then(|s| s.retained_bytes);
+                status.slot_status = slot.and_then(|s| s.wal_status.clone());
                 status.replay_lag_ms = slot
                     .filter(|s| s.streaming)
                     .map(|s| s.replay_lag_ms.unwrap_or(0.0));
@@ -156,9 +165,10 @@ pub fn table(nodes: &[NodeStatus]) -> String {
         "DELAY (SPEC)",
         "LAG",
         "LAG BYTES",
+        "SLOT WAL",
         "REPLAY",
     ];
-    let rows: Vec<[String; 9]> = nodes
+    let rows: Vec<[String; 10]> = nodes
         .iter()
         .map(|n| {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
@@ -185,6 +195,11 @@ pub fn table(nodes: &[NodeStatus]) -> String {
                 delay,
                 opt(n.replay_lag_ms.map(|l| format!("{l:.0} ms"))),
                 opt(n.replay_lag_bytes.map(|b| b.to_string())),
+                match (n.slot_wal_bytes, &n.slot_status) {
+                    (_, Some(status)) if status == "lost" => "lost".to_owned(),
+                    (Some(bytes), _) => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+                    (None, _) => "-".to_owned(),
+                },
                 replay,
             ]
         })
@@ -229,11 +244,13 @@ mod tests {
             replay_lag_ms: Some(0.0),
             replay_lag_bytes: Some(0),
             replay: Some(pg::Replay::Paused),
+            slot_wal_bytes: Some(16 * 1_048_576),
+            slot_status: Some("reserved".into()),
         };
         let text = table(&[replica]);
         let row = text.lines().nth(1).unwrap();
         assert!(
-            row.contains("5000 ms (3000 ms)") && row.ends_with("paused"),
+            row.contains("5000 ms (3000 ms)") && row.contains("16.0 MB") && row.ends_with("paused"),
             "{text}"
         );
     }

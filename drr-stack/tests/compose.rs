@@ -281,6 +281,23 @@ mod requires_docker {
         assert!(extra, "the database added to the spec exists");
         drop(primary);
 
+        // Renaming the primary in the spec deletes no data without `--yes`.
+        let mut renamed = stack.project.spec().clone();
+        renamed.primary.name = "main".into();
+        let before = stack.volumes();
+        stack.respec(renamed);
+        let err = stack
+            .compose()
+            .up(&mut Progress::new(true))
+            .await
+            .expect_err("up refuses to delete the old primary's volume");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("node `primary` left the spec") && text.contains("--yes"),
+            "{text}"
+        );
+        assert_eq!(stack.volumes(), before, "no volume was deleted");
+
         // `destroy` removes the volumes too.
         stack.compose().destroy(&mut Progress::new(false)).unwrap();
         assert!(stack.volumes().is_empty(), "volumes left after destroy");

@@ -203,3 +203,99 @@ async fn bad_input_changes_no_replica() {
         .unwrap();
     assert_eq!(state[0].current_ms, 200, "replica1 unchanged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_fails_on_one_replica_is_reported_replica_by_replica() {
+    let stack = TempStack::up(spec(&[200, 400])).await;
+    // ALTER SYSTEM on replica2 cannot parse its postgresql.auto.conf.
+    let auto_conf = stack
+        .native()
+        .state()
+        .data_dir("replica2")
+        .join("postgresql.auto.conf");
+    let original = std::fs::read_to_string(&auto_conf).unwrap();
+    std::fs::write(&auto_conf, format!("{original}this is not a setting\n")).unwrap();
+    let all = lag::select(stack.spec(), &[]).unwrap();
+    let err = lag::delay(
+        stack.spec(),
+        &stack.secrets(),
+        &all,
+        DelayChange::Set(Duration::from_millis(1000)),
+    )
+    .await
+    .unwrap_err();
+    std::fs::write(&auto_conf, original).unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("did not change on every replica")
+            && text.contains("replica1: 1000 ms")
+            && text.contains("replica2: failed"),
+        "{text}"
+    );
+    assert_eq!(current_delays(&stack).await, [1000, 400]);
+}
+
+/// With a long delay, a replica query that conflicts with a vacuum the
+/// primary ran keeps its 30 s of grace: Postgres counts the grace from when
+/// the WAL arrived, which a delayed replica applies 60 s later, so with the
+/// default `max_standby_streaming_delay` the query would be cancelled the
+/// moment replay reached the vacuum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_delay_keeps_replica_queries_usable_while_the_primary_vacuums() {
+    let stack = TempStack::up(spec(&[60_000])).await;
+    let primary = stack.connect("primary").await;
+    primary
+        .batch_execute(
+            "CREATE TABLE v (id int PRIMARY KEY); INSERT INTO v SELECT generate_series(1, 100)",
+        )
+        .await
+        .unwrap();
+    // Five seconds later: delete the rows and vacuum them away. Replay
+    // reaches that five seconds after the rows became visible.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    primary.batch_execute("DELETE FROM v").await.unwrap();
+    primary.batch_execute("VACUUM v").await.unwrap();
+
+    // As soon as the rows are visible, hold a snapshot that needs them
+    // across the moment the vacuum's cleanup replays.
+    let replica = stack.connect("replica1").await;
+    let count = "SELECT count(*) FROM v";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = replica.query_opt(count, &[]).await;
+        if rows.is_ok_and(|r| r.is_some_and(|r| r.get::<_, i64>(0) == 100)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rows never reached the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let result = replica
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; {count}; SELECT pg_sleep(10); {count}; COMMIT"
+        ))
+        .await;
+    assert!(
+        result.is_ok(),
+        "the replica query was cancelled by the vacuum's replay: {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_nodes_fsync_and_the_default_does_not() {
+    let fsync = async |stack: &TempStack| -> Vec<String> {
+        let mut out = Vec::new();
+        for node in ["primary", "replica1"] {
+            let row = stack.connect(node).await.query_one("SHOW fsync", &[]).await;
+            out.push(row.unwrap().get(0));
+        }
+        out
+    };
+    let default = TempStack::up(spec(&[0])).await;
+    assert_eq!(fsync(&default).await, ["off", "off"]);
+    drop(default);
+    let durable = TempStack::up(spec(&[0]).durable()).await;
+    assert_eq!(fsync(&durable).await, ["on", "on"]);
+}

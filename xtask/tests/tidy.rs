@@ -2,8 +2,9 @@
 //! module docs on every Rust file, no trailing whitespace, no ignored or
 //! `should_panic` tests, no leftover `dbg!`, the README's test command in
 //! `.ci/run`, no test that passes where it cannot run (they go in
-//! `requires_*` modules, which `cargo xtask test` reports as skipped), and
-//! no test that changes the shared stack.
+//! `requires_*` modules, which `cargo xtask test` reports as skipped), no
+//! test that changes the shared stack, and drr-stack's layering (backends
+//! never import each other; commands reach them only through the stack).
 
 use std::path::{Path, PathBuf};
 
@@ -210,6 +211,57 @@ fn tests_change_only_stacks_of_their_own() {
         offenders.is_empty(),
         "these tests change a stack without starting one of their own \
          (drr_stack::testing::TempStack):\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// The `.rs` files under `drr-stack/src/<entry>` (a file or a directory).
+fn stack_sources(entry: &str) -> Vec<(PathBuf, String)> {
+    let path = workspace().join("drr-stack/src").join(entry);
+    sources()
+        .into_iter()
+        .filter(|(file, _)| file.starts_with(&path))
+        .collect()
+}
+
+#[test]
+fn backends_are_siblings_and_commands_see_only_the_stack() {
+    // ARCHITECTURE.md: the backends share `host/` and `readiness.rs` and
+    // never import each other; a command reaches a backend only through
+    // `stack::Stack`.
+    let rules: [(&[&str], &[&str]); 3] = [
+        (&["native"], &["crate::compose"]),
+        (&["compose"], &["crate::native"]),
+        (
+            &[
+                "cli.rs",
+                "lag.rs",
+                "probe.rs",
+                "probe",
+                "status.rs",
+                "env.rs",
+                "psql.rs",
+                "test_command",
+            ],
+            &["crate::native", "crate::compose"],
+        ),
+    ];
+    let mut offenders = Vec::new();
+    for (entries, banned) in rules {
+        let files: Vec<(PathBuf, String)> = entries.iter().flat_map(|e| stack_sources(e)).collect();
+        assert!(!files.is_empty(), "no files for {entries:?}");
+        for (file, text) in files {
+            for (i, line) in text.lines().enumerate() {
+                if let Some(word) = banned.iter().find(|b| line.contains(*b)) {
+                    offenders.push(format!("{}:{}: {word}", file.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "a backend imports the other, or a command a backend (use crate::stack::Stack, \
+         crate::host or crate::readiness):\n{}",
         offenders.join("\n")
     );
 }

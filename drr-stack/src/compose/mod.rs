@@ -27,12 +27,13 @@ use crate::command::Command;
 use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::readiness::{self, Servers};
-use crate::render::compose::{IMAGE_ENV, node_of_volume};
+use crate::readiness::{self, CannotStream, Servers};
+use crate::render::compose::{IMAGE_ENV, ROLE_LABEL, node_of_volume};
 use crate::render::entrypoint::NODE_CONFIG_DIR;
 use crate::render::postgres;
 use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
+use crate::stack::UpOptions;
 
 /// How long a node may take to accept logins or a replica to stream; the
 /// first start includes `initdb` and base backups inside the containers.
@@ -119,9 +120,27 @@ impl<'p> Compose<'p> {
 
     /// Brings the stack up; see the module docs.
     pub async fn up(&self, progress: &mut Progress) -> Result<()> {
+        self.up_with(progress, UpOptions::default()).await
+    }
+
+    /// [`Compose::up`], allowed to do what `options` allow.
+    pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
+        let dropped = self.dropped_volumes()?;
+        if !options.yes
+            && let Some(left) = dropped.iter().find(|v| v.role == "primary")
+        {
+            anyhow::bail!(
+                "node `{}` left the spec, and volume {} holds a primary's data (was the \
+                     primary renamed?); `up` would start an empty primary and delete it. Give \
+                     the primary its old name back, or run `cargo xtask up --backend compose \
+                     --yes` to delete that data",
+                left.node,
+                left.volume
+            );
+        }
         let (image, here) = self.image()?;
         if !here {
             progress.step(&format!("pull {image}"), || {
@@ -154,11 +173,65 @@ impl<'p> Compose<'p> {
         let admin = self.wait_logins().await?;
         progress.record("nodes accept logins", started.elapsed());
         progress.step("roles and databases", || self.bootstrap())?;
-        self.remove_dropped_replicas(&admin, progress).await?;
-        let started = Instant::now();
-        readiness::wait_replicas(self.spec(), &self.secrets, &admin, self, READY_TIMEOUT).await?;
-        progress.record("replicas stream", started.elapsed());
-        Ok(())
+        self.remove_dropped(&admin, &dropped, progress).await?;
+        self.wait_streaming(&admin, &image, progress).await
+    }
+
+    /// Waits until every replica streams. A replica whose log says it can
+    /// never stream as it is loses its container and volume and comes back
+    /// from a fresh base backup (its entrypoint takes one), once, and said
+    /// so.
+    async fn wait_streaming(
+        &self,
+        admin: &tokio_postgres::Client,
+        image: &str,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let spec = self.spec();
+        let mut rebuilt = Vec::new();
+        loop {
+            let started = Instant::now();
+            let error =
+                match readiness::wait_replicas(spec, &self.secrets, admin, self, READY_TIMEOUT)
+                    .await
+                {
+                    Ok(()) => {
+                        progress.record("replicas stream", started.elapsed());
+                        return Ok(());
+                    }
+                    Err(error) => error,
+                };
+            let Some(cannot) = error.downcast_ref::<CannotStream>() else {
+                return Err(error);
+            };
+            let name = cannot.replica.clone();
+            let Some(replica) = spec
+                .find_replica(&name)
+                .filter(|_| !rebuilt.contains(&name))
+            else {
+                return Err(error);
+            };
+            progress.step(
+                &format!("remove {name} to rebuild it: {}", cannot.reason),
+                || {
+                    self.compose(["rm", "--stop", "--force", name.as_str()])
+                        .read()?;
+                    Command::new("docker")
+                        .args(["volume", "rm", &self.volume(&name)?])
+                        .read()
+                        .map(drop)
+                },
+            )?;
+            rebuilt.push(name.clone());
+            pg::drop_slot(admin, &name).await?;
+            progress.step(&format!("start {name} from a new base backup"), || {
+                self.compose(["up", "-d", name.as_str()])
+                    .env(IMAGE_ENV, image)
+                    .read()
+                    .map(drop)
+            })?;
+            readiness::wait_logins(spec, &self.secrets, &replica.node, self, READY_TIMEOUT).await?;
+        }
     }
 
     /// Runs the spec's idempotent bootstrap SQL in the primary's container,
@@ -207,30 +280,32 @@ impl<'p> Compose<'p> {
             .with_context(|| format!("the container of node `{node}` is not running"))
     }
 
-    /// Replicas that left the spec: their containers went with
+    /// Nodes that left the spec: their containers went with
     /// `--remove-orphans`; this drops their slots, which would otherwise
     /// keep WAL on the primary forever, and removes their volumes.
-    async fn remove_dropped_replicas(
+    async fn remove_dropped(
         &self,
         admin: &tokio_postgres::Client,
+        dropped: &[NodeVolume],
         progress: &mut Progress,
     ) -> Result<()> {
-        for (node, volume) in self.dropped_volumes()? {
-            pg::drop_slot(admin, &node).await?;
-            progress.step(&format!("remove {node} (slot and volume {volume})"), || {
-                Command::new("docker")
-                    .args(["volume", "rm", &volume])
-                    .read()
-                    .map(drop)
-            })?;
+        for left in dropped {
+            pg::drop_slot(admin, &left.node).await?;
+            progress.step(
+                &format!("remove {} (slot and volume {})", left.node, left.volume),
+                || {
+                    Command::new("docker")
+                        .args(["volume", "rm", &left.volume])
+                        .read()
+                        .map(drop)
+                },
+            )?;
         }
         Ok(())
     }
 
-    /// `(node, volume)` for every node volume of this compose project whose
-    /// node is not in the spec.
-    fn dropped_volumes(&self) -> Result<Vec<(String, String)>> {
-        let spec = self.spec();
+    /// Every node volume of this compose project.
+    fn volumes(&self) -> Result<Vec<NodeVolume>> {
         let out = Command::new("docker")
             .args([
                 "volume",
@@ -239,18 +314,43 @@ impl<'p> Compose<'p> {
                 &self.project_filter(),
                 "--format",
             ])
-            .args(["{{.Name}}\t{{.Label \"com.docker.compose.volume\"}}"])
+            .args([format!(
+                "{{{{.Name}}}}\t{{{{.Label \"com.docker.compose.volume\"}}}}\t{{{{.Label \"{ROLE_LABEL}\"}}}}"
+            )])
             .read()
             .context("cannot list the stack's volumes")?;
         Ok(out
             .lines()
-            .filter_map(|line| line.split_once('\t'))
-            .filter_map(|(volume, key)| {
-                let node = node_of_volume(key)?;
-                let in_spec = spec.nodes().any(|n| n.name == node);
-                (!in_spec).then(|| (node.to_owned(), volume.to_owned()))
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let volume = fields.next()?;
+                let node = node_of_volume(fields.next()?)?;
+                Some(NodeVolume {
+                    node: node.to_owned(),
+                    volume: volume.to_owned(),
+                    role: fields.next().unwrap_or_default().to_owned(),
+                })
             })
             .collect())
+    }
+
+    /// The volumes of nodes that are not in the spec.
+    fn dropped_volumes(&self) -> Result<Vec<NodeVolume>> {
+        let spec = self.spec();
+        Ok(self
+            .volumes()?
+            .into_iter()
+            .filter(|v| spec.nodes().all(|n| n.name != v.node))
+            .collect())
+    }
+
+    /// The name of `node`'s volume.
+    fn volume(&self, node: &str) -> Result<String> {
+        self.volumes()?
+            .into_iter()
+            .find(|v| v.node == node)
+            .map(|v| v.volume)
+            .with_context(|| format!("node `{node}` has no volume"))
     }
 
     /// Waits until every node accepts the superuser over TCP; returns the
@@ -272,12 +372,19 @@ impl<'p> Compose<'p> {
         })
     }
 
-    /// Removes the containers, the network and the volumes: all the data.
+    /// Removes the containers, the network and the volumes: all the data,
+    /// that of nodes which left the spec included (`down --volumes` knows
+    /// only the volumes the compose file declares).
     pub fn destroy(&self, progress: &mut Progress) -> Result<()> {
         progress.step("remove containers and volumes", || {
             self.compose(["down", "--volumes", "--remove-orphans"])
-                .read()
-                .map(drop)
+                .read()?;
+            for left in self.volumes()? {
+                Command::new("docker")
+                    .args(["volume", "rm", &left.volume])
+                    .read()?;
+            }
+            Ok(())
         })
     }
 
@@ -332,6 +439,16 @@ impl<'p> Compose<'p> {
     }
 }
 
+/// A node's data volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeVolume {
+    node: String,
+    volume: String,
+    /// `primary` or `replica` ([`ROLE_LABEL`]); empty on volumes made
+    /// before drr labelled them.
+    role: String,
+}
+
 impl Servers for Compose<'_> {
     fn backend(&self) -> Backend {
         Backend::Compose
@@ -353,6 +470,13 @@ impl Servers for Compose<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The last lines of `node`'s container log.
+    fn recent_log(&self, node: &str) -> String {
+        self.compose(["logs", "--no-color", "--tail", "30", node])
+            .read()
+            .unwrap_or_default()
     }
 
     /// The last lines of `node`'s container log, for error messages.

@@ -24,10 +24,11 @@ use crate::host::{Binaries, ServerUser};
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::readiness::{self, Servers};
+use crate::readiness::{self, CannotStream, Servers};
 use crate::render::{postgres, standby};
 use crate::secrets::Secrets;
-use crate::spec::{Backend, Member, Replica, StackSpec};
+use crate::spec::{Backend, Member, StackSpec};
+use crate::stack::UpOptions;
 
 use bootstrap::Bootstrap;
 
@@ -94,92 +95,222 @@ impl<'p> Native<'p> {
 
     /// Brings the stack up; see the module docs.
     pub async fn up(&self, progress: &mut Progress) -> Result<()> {
+        self.up_with(progress, UpOptions::default()).await
+    }
+
+    /// [`Native::up`], allowed to do what `options` allow.
+    pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
         let _lock = self.state.lock()?;
         let spec = self.spec();
         let secrets = Secrets::load_or_create(&self.project.secrets_dir())?;
         let bins = Binaries::find(spec.postgres_major)?;
         self.check_data_dirs()?;
+        let left = self.left_nodes(options)?;
+        for stale in &left {
+            progress.step(&format!("remove {stale}"), || self.remove_node(stale))?;
+        }
         readiness::check_ports(spec, self)?;
-        let user = self.user.as_ref();
 
         let bootstrap = Bootstrap::new(spec, &secrets);
+        let cold = self.copy_template(&bins, &secrets, &bootstrap, progress)?;
         let primary = &spec.primary;
-        let cold: Vec<&Replica> = if self.state.data_dir(&primary.name).exists() {
-            Vec::new()
-        } else {
-            let template = progress.step("template cluster", || {
-                template::ensure(&bins, &self.state, &secrets, &bootstrap, user)
-            })?;
-            let replicas: Vec<&Replica> = spec
-                .replicas
-                .iter()
-                .filter(|r| !self.state.data_dir(&r.node.name).exists())
-                .collect();
-            let names: Vec<&str> = std::iter::once(primary.name.as_str())
-                .chain(replicas.iter().map(|r| r.node.name.as_str()))
-                .collect();
-            progress.step(&format!("copy template to {}", names.join(", ")), || {
-                parallel(&names, |name| {
-                    template::copy(&template, &self.state.node_dir(name), user)
-                })?;
-                for replica in &replicas {
-                    self.configure_standby(&replica.node.name, &secrets)?;
-                }
-                let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
-                std::fs::write(&marker, &bootstrap.digest)
-                    .with_context(|| format!("cannot write {}", marker.display()))
-            })?;
-            replicas
-        };
         let restart = self.sync_config(Member::Primary(primary))?;
         self.run_node(&bins, Member::Primary(primary), restart, &secrets, progress)
             .await?;
         let admin = pg::connect(spec, primary, Login::admin(&secrets)).await?;
-        for replica in &cold {
-            // Before the replica starts, so the primary keeps its WAL.
-            admin
-                .execute(
-                    "SELECT pg_create_physical_replication_slot($1, true)",
-                    &[&replica.node.name],
-                )
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot create the replication slot of `{}`",
-                        replica.node.name
-                    )
-                })?;
-        }
+        self.repair_replicas(&admin, &cold, progress).await?;
         self.bootstrap(&bins, &secrets, &bootstrap, progress)?;
-
-        for stale in self.removed_replicas()? {
-            progress.step(&format!("remove {stale}"), || self.remove_node(&stale))?;
-            pg::drop_slot(&admin, &stale).await?;
+        for stale in &left {
+            pg::drop_slot(&admin, stale).await?;
         }
-
-        let missing: Vec<_> = spec
-            .replicas
-            .iter()
-            .filter(|r| !self.state.data_dir(&r.node.name).exists())
-            .collect();
-        if !missing.is_empty() {
-            for replica in &missing {
-                pg::drop_slot(&admin, &replica.node.name).await?;
-            }
-            let names: Vec<&str> = missing.iter().map(|r| r.node.name.as_str()).collect();
-            progress.step(&format!("base backup {}", names.join(", ")), || {
-                parallel(&names, |name| self.base_backup(&bins, &secrets, name))
-            })?;
-        }
+        self.base_backup_missing(&bins, &secrets, &admin, progress)
+            .await?;
         for replica in &spec.replicas {
             let restart = self.sync_config(Member::Replica(replica))?;
             self.run_node(&bins, Member::Replica(replica), restart, &secrets, progress)
                 .await?;
         }
-        let started = std::time::Instant::now();
-        readiness::wait_replicas(spec, &secrets, &admin, self, READY_TIMEOUT).await?;
-        progress.record("replicas stream", started.elapsed());
+        self.wait_streaming(&bins, &secrets, &admin, progress).await
+    }
+
+    /// Copies the template cluster for a new primary and every replica
+    /// without data, turning the replicas' copies into standbys; returns
+    /// those replicas' names (none when the primary has data already).
+    fn copy_template(
+        &self,
+        bins: &Binaries,
+        secrets: &Secrets,
+        bootstrap: &Bootstrap,
+        progress: &mut Progress,
+    ) -> Result<Vec<String>> {
+        let spec = self.spec();
+        let primary = &spec.primary;
+        if self.state.data_dir(&primary.name).exists() {
+            return Ok(Vec::new());
+        }
+        let user = self.user.as_ref();
+        let template = progress.step("template cluster", || {
+            template::ensure(bins, &self.state, secrets, bootstrap, user)
+        })?;
+        let replicas: Vec<&str> = spec
+            .replicas
+            .iter()
+            .map(|r| r.node.name.as_str())
+            .filter(|name| !self.state.data_dir(name).exists())
+            .collect();
+        let names: Vec<&str> = std::iter::once(primary.name.as_str())
+            .chain(replicas.iter().copied())
+            .collect();
+        progress.step(&format!("copy template to {}", names.join(", ")), || {
+            parallel(&names, |name| {
+                template::copy(&template, &self.state.node_dir(name), user)
+            })?;
+            for replica in &replicas {
+                self.configure_standby(replica, secrets)?;
+            }
+            let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
+            std::fs::write(&marker, &bootstrap.digest)
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+            let lineage = new_lineage()?;
+            for name in &names {
+                let file = self.state.lineage_file(name);
+                std::fs::write(&file, &lineage)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            Ok(())
+        })?;
+        Ok(replicas.into_iter().map(str::to_owned).collect())
+    }
+
+    /// Before the replicas start: a replica whose data descends from another
+    /// primary than this one (a primary made anew) loses it, to be rebuilt
+    /// from the primary; every other replica with data gets a usable slot
+    /// on the primary (so the primary keeps the WAL it needs): a missing
+    /// slot is created (silently for replicas just copied from the
+    /// template; a failed earlier `up` can leave others without one), and a
+    /// replica whose slot was invalidated loses its data, to be rebuilt.
+    async fn repair_replicas(
+        &self,
+        admin: &tokio_postgres::Client,
+        cold: &[String],
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let slots = pg::streaming(admin).await?;
+        let lineage = |node: &str| std::fs::read_to_string(self.state.lineage_file(node)).ok();
+        let primary = lineage(&self.spec().primary.name);
+        for replica in &self.spec().replicas {
+            let name = replica.node.name.as_str();
+            if !self.state.data_dir(name).exists() {
+                continue;
+            }
+            let own = lineage(name);
+            if primary.is_some() && own.is_some() && own != primary {
+                progress.step(
+                    &format!(
+                        "remove {name} to rebuild it: its data is a copy of an earlier primary, \
+                         not of this one"
+                    ),
+                    || self.remove_node(name),
+                )?;
+                continue;
+            }
+            match slots.iter().find(|s| s.slot == name) {
+                None if cold.iter().any(|c| c == name) => pg::create_slot(admin, name).await?,
+                None => {
+                    let started = std::time::Instant::now();
+                    pg::create_slot(admin, name).await?;
+                    progress.record(
+                        &format!("recreate the missing replication slot of {name}"),
+                        started.elapsed(),
+                    );
+                }
+                Some(slot) if slot.is_lost() => {
+                    progress.step(
+                        &format!(
+                            "remove {name} to rebuild it: its replication slot was invalidated, \
+                             having held more WAL than the spec's slot_wal_limit_mb allows"
+                        ),
+                        || self.remove_node(name),
+                    )?;
+                    pg::drop_slot(admin, name).await?;
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
+    }
+
+    /// Creates every replica without data by a base backup of the primary.
+    async fn base_backup_missing(
+        &self,
+        bins: &Binaries,
+        secrets: &Secrets,
+        admin: &tokio_postgres::Client,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let missing: Vec<&str> = self
+            .spec()
+            .replicas
+            .iter()
+            .map(|r| r.node.name.as_str())
+            .filter(|name| !self.state.data_dir(name).exists())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for name in &missing {
+            pg::drop_slot(admin, name).await?;
+        }
+        progress.step(&format!("base backup {}", missing.join(", ")), || {
+            parallel(&missing, |name| self.base_backup(bins, secrets, name))
+        })
+    }
+
+    /// Waits until every replica streams. A replica whose log says it can
+    /// never stream as it is (its data no longer fits the primary's) is
+    /// rebuilt from the primary, once, and said so.
+    async fn wait_streaming(
+        &self,
+        bins: &Binaries,
+        secrets: &Secrets,
+        admin: &tokio_postgres::Client,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let spec = self.spec();
+        let mut rebuilt = Vec::new();
+        loop {
+            let started = std::time::Instant::now();
+            let error =
+                match readiness::wait_replicas(spec, secrets, admin, self, READY_TIMEOUT).await {
+                    Ok(()) => {
+                        progress.record("replicas stream", started.elapsed());
+                        return Ok(());
+                    }
+                    Err(error) => error,
+                };
+            let Some(cannot) = error.downcast_ref::<CannotStream>() else {
+                return Err(error);
+            };
+            let name = cannot.replica.clone();
+            let Some(replica) = spec
+                .find_replica(&name)
+                .filter(|_| !rebuilt.contains(&name))
+            else {
+                return Err(error);
+            };
+            progress.step(
+                &format!("remove {name} to rebuild it: {}", cannot.reason),
+                || self.remove_node(&name),
+            )?;
+            rebuilt.push(name.clone());
+            pg::drop_slot(admin, &name).await?;
+            progress.step(&format!("base backup {name}"), || {
+                self.base_backup(bins, secrets, &name)
+            })?;
+            self.sync_config(Member::Replica(replica))?;
+            self.run_node(bins, Member::Replica(replica), false, secrets, progress)
+                .await?;
+        }
     }
 
     /// Fails before anything changes when a data directory is foreign,
@@ -361,18 +492,45 @@ impl<'p> Native<'p> {
             return Err(e.context(format!("cannot create replica `{name}`; nothing of it was kept, fix the cause and run `cargo xtask up` again")));
         }
         std::fs::rename(&tmp, self.state.data_dir(name))
-            .with_context(|| format!("cannot move {} into place", tmp.display()))
+            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        let primary = self.state.lineage_file(&spec.primary.name);
+        if primary.exists() {
+            let replica = self.state.lineage_file(name);
+            std::fs::copy(&primary, &replica)
+                .with_context(|| format!("cannot write {}", replica.display()))?;
+        }
+        Ok(())
     }
 
-    /// Replica directories of nodes the spec no longer declares.
-    fn removed_replicas(&self) -> Result<Vec<String>> {
+    /// Nodes with data that the spec no longer declares, for `up` to
+    /// remove. A replica's data is a copy of the primary's, so removing it
+    /// loses nothing; a node whose data is a primary's (no `standby.signal`:
+    /// the spec's primary was renamed) is removed only with
+    /// [`UpOptions::yes`], and otherwise nothing changes.
+    fn left_nodes(&self, options: UpOptions) -> Result<Vec<String>> {
         let spec = self.spec();
-        Ok(self
+        let left: Vec<String> = self
             .state
             .existing_nodes()?
             .into_iter()
             .filter(|name| spec.nodes().all(|n| &n.name != name))
-            .collect())
+            .collect();
+        if !options.yes {
+            for name in &left {
+                let data = self.state.data_dir(name);
+                if data.join("PG_VERSION").exists() && !data.join(standby::STANDBY_SIGNAL).exists()
+                {
+                    anyhow::bail!(
+                        "node `{name}` left the spec, and {} holds a primary's data (was the \
+                         primary renamed?); `up` would start an empty primary and delete it. \
+                         Give the primary its old name back, or run `cargo xtask up --yes` to \
+                         delete that data",
+                        data.display()
+                    );
+                }
+            }
+        }
+        Ok(left)
     }
 
     /// Stops a node and deletes its directory.
@@ -417,6 +575,13 @@ impl<'p> Native<'p> {
     pub fn log_file(&self, node: &str) -> std::path::PathBuf {
         self.state.log_file(node)
     }
+}
+
+/// A fresh id for a primary made now (see [`StateDir::lineage_file`]).
+fn new_lineage() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).context("cannot get random bytes for a lineage id")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs `job` for every name on its own thread; the first error wins.
@@ -465,11 +630,7 @@ impl Servers for Native<'_> {
     fn check_alive(&self, node: &str) -> Result<()> {
         let data = self.state.data_dir(node);
         let log = self.state.log_file(node);
-        let offset = self
-            .log_offsets
-            .lock()
-            .map_or(0, |o| o.get(node).copied().unwrap_or(0));
-        let said = process::log_since(&log, offset);
+        let said = self.recent_log(node);
         if process::server_failed(&said) || process::dead_pid(&data).is_some() {
             anyhow::bail!(
                 "node `{node}` failed to start; its log ({}) says:\n{}",
@@ -478,6 +639,15 @@ impl Servers for Native<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The log since `up` last started `node` (all of it when `up` did not).
+    fn recent_log(&self, node: &str) -> String {
+        let offset = self
+            .log_offsets
+            .lock()
+            .map_or(0, |o| o.get(node).copied().unwrap_or(0));
+        process::log_since(&self.state.log_file(node), offset)
     }
 
     fn log_tail(&self, node: &str) -> String {

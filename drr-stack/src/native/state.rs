@@ -92,6 +92,12 @@ impl StateDir {
         self.node_dir(node).join("data")
     }
 
+    /// Which primary a node's data descends from: an id written when drr
+    /// makes a primary, and copied to every replica made from it.
+    pub fn lineage_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("lineage")
+    }
+
     /// A node's server log.
     pub fn log_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("postgres.log")

@@ -26,6 +26,10 @@ use crate::spec::{Member, StackSpec};
 /// Label on every service and volume: its value is the stack name.
 pub const STACK_LABEL: &str = "dev.drr.stack";
 
+/// Label on every volume: the part of its node in the stack (`primary` or
+/// `replica`), so that `up` never deletes a primary's data unasked.
+pub const ROLE_LABEL: &str = "dev.drr.role";
+
 /// Environment variable that replaces the spec's image at `compose up` time
 /// (e.g. `DRR_IMAGE=drr/postgres:15` after `cargo xtask image`).
 pub const IMAGE_ENV: &str = "DRR_IMAGE";
@@ -46,12 +50,11 @@ pub fn docker_compose_yaml(spec: &StackSpec) -> String {
                 .collect(),
         ),
         volumes: InOrder(
-            spec.nodes()
-                .map(|n| {
-                    let volume = Volume {
-                        labels: labels(spec),
-                    };
-                    (volume_name(&n.name), volume)
+            spec.members()
+                .map(|m| {
+                    let mut labels = labels(spec);
+                    labels.insert(ROLE_LABEL, m.role_name().to_owned());
+                    (volume_name(&m.node().name), Volume { labels })
                 })
                 .collect(),
         ),

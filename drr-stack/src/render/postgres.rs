@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{PREAMBLE, sql};
-use crate::spec::{Member, StackSpec};
+use crate::spec::{DEFAULT_MAX_CONNECTIONS, Member, STANDBY_MINIMUMS, StackSpec};
 
 /// Where Debian's packages (and the official `postgres` image, and the
 /// image `cargo xtask image` builds) install a major's server binaries: the
@@ -45,14 +45,10 @@ pub fn standby_streaming_delay(delay: Duration) -> Duration {
     delay + QUERY_GRACE
 }
 
-/// Headroom of WAL senders and slots beyond one per replica, so that adding
-/// a replica or running `pg_basebackup` never needs a primary restart.
-const SENDER_HEADROOM: usize = 8;
-
 /// The complete `postgresql.conf` of one node.
 pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     let node = member.node();
-    let senders = (spec.replicas.len() + SENDER_HEADROOM).max(16);
+    let senders = spec.wal_senders();
     let mut out = String::new();
     let _ = writeln!(out, "# {PREAMBLE}");
     let _ = writeln!(
@@ -70,7 +66,7 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     set("port", &node.port.to_string());
     set("unix_socket_directories", "");
     set("password_encryption", "scram-sha-256");
-    set("max_connections", "200");
+    set("max_connections", &DEFAULT_MAX_CONNECTIONS.to_string());
     set("shared_buffers", "32MB");
     set("wal_level", "replica");
     set("max_wal_senders", &senders.to_string());
@@ -81,9 +77,17 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     // Replicas reconnect within 100 ms after the primary restarts, not 5 s.
     set("wal_retrieve_retry_interval", "100ms");
     set("cluster_name", &node.name);
-    // A development stack: losing the last commits on an OS crash is an
-    // acceptable price for fast commits and fast start-up.
-    set("fsync", "off");
+    // A development stack by default: fast commits and fast start-up. A
+    // crash of Postgres alone loses nothing; an operating-system crash or a
+    // power loss can corrupt the cluster. `.durable()` in the spec is for
+    // data worth keeping.
+    set("fsync", if spec.durable { "on" } else { "off" });
+    set(
+        "max_slot_wal_keep_size",
+        &spec
+            .slot_wal_limit_mb
+            .map_or("-1".to_owned(), |mb| format!("{mb}MB")),
+    );
     set("log_line_prefix", "%m [%p] %q%u@%d ");
     set("log_timezone", "UTC");
     set("timezone", "UTC");
@@ -96,6 +100,19 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
             "max_standby_streaming_delay",
             &format!("{}ms", standby_streaming_delay(replica.delay).as_millis()),
         );
+    }
+    if let Member::Replica(replica) = member {
+        let inherited: Vec<(&str, &String)> = STANDBY_MINIMUMS
+            .iter()
+            .filter(|key| !replica.node.settings.contains_key(**key))
+            .filter_map(|key| spec.primary.settings.get(*key).map(|v| (*key, v)))
+            .collect();
+        if !inherited.is_empty() {
+            out.push_str("\n# The primary's settings that a hot standby needs at least as high.\n");
+            for (key, value) in inherited {
+                let _ = writeln!(out, "{key} = {}", sql::literal(value));
+            }
+        }
     }
     if !node.settings.is_empty() {
         out.push_str("\n# Settings from the spec.\n");
@@ -203,6 +220,28 @@ mod tests {
         assert!(conf.contains("\nlisten_addresses = '127.0.0.1'\n"));
         let primary = postgresql_conf(&spec, spec.member("primary").unwrap());
         assert!(!primary.contains("recovery_min_apply_delay"));
+    }
+
+    #[test]
+    fn replicas_follow_the_primarys_standby_minimums_and_long_delays() {
+        let spec = default_spec().primary(
+            crate::spec::Node::new("primary", 5432)
+                .setting("max_connections", "300")
+                .setting("work_mem", "8MB"),
+        );
+        let replica = postgresql_conf(&spec, spec.member("replica1").unwrap());
+        assert!(
+            replica.contains("hot standby needs at least as high.\nmax_connections = '300'\n"),
+            "{replica}"
+        );
+        assert!(!replica.contains("work_mem"), "{replica}");
+        assert!(replica.contains("\nmax_standby_streaming_delay = '33000ms'\n"));
+        assert!(replica.contains("\nfsync = 'off'\n"));
+        assert!(replica.contains("\nmax_slot_wal_keep_size = '1024MB'\n"));
+        let durable = spec.clone().durable().unlimited_slot_wal();
+        let primary = postgresql_conf(&durable, durable.member("primary").unwrap());
+        assert!(primary.contains("\nfsync = 'on'\n"));
+        assert!(primary.contains("\nmax_slot_wal_keep_size = '-1'\n"));
     }
 
     #[test]

@@ -25,6 +25,37 @@ pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// Extra `postgresql.conf` settings of one node, rendered in key order.
 pub type Settings = BTreeMap<String, String>;
 
+/// `max_connections` on every node unless the spec sets it.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 200;
+
+/// WAL senders and slots beyond one per replica, so that adding a replica
+/// or running `pg_basebackup` never needs a primary restart.
+const SENDER_HEADROOM: usize = 8;
+
+/// Settings a hot standby needs at least as high as the primary's; in
+/// Postgres 15 a standby that sees a higher value on the primary pauses
+/// recovery. A replica may raise them; one that does not set them follows
+/// the primary's values.
+pub const STANDBY_MINIMUMS: [&str; 5] = [
+    "max_connections",
+    "max_worker_processes",
+    "max_wal_senders",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+];
+
+/// `key`'s value on `node` as a whole number (`Err` with the text when it is
+/// not one), if the spec sets it.
+fn setting_number(node: &Node, key: &str) -> Option<Result<u64, String>> {
+    let value = node.settings.get(key)?;
+    Some(value.trim().parse().map_err(|_| value.clone()))
+}
+
+/// The default [`StackSpec::slot_wal_limit_mb`]: 1 GB of WAL per down
+/// replica, far more than a development stack writes while a replica
+/// restarts, far less than fills a disk.
+pub const DEFAULT_SLOT_WAL_LIMIT_MB: u64 = 1024;
+
 /// Which runner brings the stack up by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -58,6 +89,13 @@ pub struct StackSpec {
     pub roles: Vec<Role>,
     /// Databases created on the primary.
     pub databases: Vec<Database>,
+    /// How much WAL a replication slot may hold on the primary, in MB, for a
+    /// replica that is down; past it the slot is invalidated and `up`
+    /// rebuilds the replica. `None`: no limit (a replica down for long can
+    /// fill the disk).
+    pub slot_wal_limit_mb: Option<u64>,
+    /// `fsync = on` on every node (see [`StackSpec::durable`]).
+    pub durable: bool,
     /// Role the replicas stream as; its password is generated per checkout.
     pub replication_role: String,
     /// Runner used when no `--backend` flag or `DRR_BACKEND` is given.
@@ -177,7 +215,55 @@ impl StackSpec {
             databases: Vec::new(),
             replication_role: "drr_replicator".to_owned(),
             backend: Backend::Native,
+            slot_wal_limit_mb: Some(DEFAULT_SLOT_WAL_LIMIT_MB),
+            durable: false,
         }
+    }
+
+    /// WAL senders (and replication slots) every node allows: one per
+    /// replica plus headroom, at least 16.
+    pub fn wal_senders(&self) -> u64 {
+        (self.replicas.len() + SENDER_HEADROOM).max(16) as u64
+    }
+
+    /// The value a [`STANDBY_MINIMUMS`] setting has on `node`: the spec's,
+    /// else drr's, else Postgres's default; `None` for another key or a
+    /// value that is not a number.
+    pub fn standby_minimum(&self, node: &Node, key: &str) -> Option<u64> {
+        match setting_number(node, key) {
+            Some(value) => value.ok(),
+            None => match key {
+                "max_connections" => Some(DEFAULT_MAX_CONNECTIONS),
+                "max_wal_senders" => Some(self.wal_senders()),
+                "max_worker_processes" => Some(8),
+                "max_prepared_transactions" => Some(0),
+                "max_locks_per_transaction" => Some(64),
+                _ => None,
+            },
+        }
+    }
+
+    /// Sets how much WAL, in MB, a down replica's slot may hold on the
+    /// primary (default [`DEFAULT_SLOT_WAL_LIMIT_MB`]).
+    pub fn slot_wal_limit_mb(mut self, mb: u64) -> Self {
+        self.slot_wal_limit_mb = Some(mb);
+        self
+    }
+
+    /// Lets replication slots hold WAL without limit: a replica that stays
+    /// down keeps all WAL on the primary, however much.
+    pub fn unlimited_slot_wal(mut self) -> Self {
+        self.slot_wal_limit_mb = None;
+        self
+    }
+
+    /// Makes every node durable: `fsync = on`. By default drr runs with
+    /// `fsync = off`, for fast commits and start-up; a crash of Postgres
+    /// alone loses nothing then, but an operating-system crash or a power
+    /// loss can corrupt the cluster.
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     /// Replaces the primary.

@@ -196,3 +196,51 @@ fn backend_parses_and_prints() {
             .contains("use `native`")
     );
 }
+
+#[test]
+fn delays_finer_than_a_millisecond_are_refused_not_truncated() {
+    let spec = StackSpec::new("s", 15)
+        .replica(Replica::new("r1", 5433).delay(Duration::from_micros(1500)))
+        .replica(Replica::new("r2", 5434).delay(Duration::from_millis(2)));
+    assert_eq!(problems(spec), ["replicas[0].delay"]);
+}
+
+#[test]
+fn a_replica_may_not_lower_what_a_hot_standby_needs() {
+    let spec = default_spec();
+    let lower = spec
+        .clone()
+        .replica(Replica::new("replica2", 5434).setting("max_connections", "100"));
+    assert_eq!(problems(lower), ["replica2.settings.max_connections"]);
+    let primary_raised = StackSpec {
+        primary: spec
+            .primary
+            .clone()
+            .setting("max_locks_per_transaction", "128"),
+        ..spec.clone()
+    };
+    let replica_lower = primary_raised
+        .clone()
+        .replica(Replica::new("replica2", 5434).setting("max_locks_per_transaction", "100"));
+    assert_eq!(
+        problems(replica_lower),
+        ["replica2.settings.max_locks_per_transaction"]
+    );
+    assert_eq!(primary_raised.validate(), Ok(()));
+    let not_a_number =
+        spec.replica(Replica::new("replica2", 5434).setting("max_wal_senders", "lots"));
+    assert_eq!(
+        problems(not_a_number),
+        ["replica2.settings.max_wal_senders"]
+    );
+}
+
+#[test]
+fn the_slot_wal_limit_holds_at_least_a_segment() {
+    assert_eq!(
+        problems(default_spec().slot_wal_limit_mb(8)),
+        ["slot_wal_limit_mb"]
+    );
+    assert_eq!(default_spec().slot_wal_limit_mb(16).validate(), Ok(()));
+    assert_eq!(default_spec().unlimited_slot_wal().validate(), Ok(()));
+}

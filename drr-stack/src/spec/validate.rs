@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{MAX_DELAY, SUPPORTED_MAJORS, StackSpec};
+use super::{MAX_DELAY, STANDBY_MINIMUMS, SUPPORTED_MAJORS, StackSpec, setting_number};
 
 /// Settings drr manages itself; a spec that sets them would fight the runner.
 const MANAGED_SETTINGS: &[(&str, &str)] = &[
@@ -13,6 +13,11 @@ const MANAGED_SETTINGS: &[(&str, &str)] = &[
     (
         "recovery_min_apply_delay",
         "set the replica's delay in the spec, or use `cargo xtask delay`",
+    ),
+    ("fsync", "call `.durable()` on the spec for `fsync = on`"),
+    (
+        "max_slot_wal_keep_size",
+        "call `.slot_wal_limit_mb(...)` or `.unlimited_slot_wal()` on the spec",
     ),
     (
         "max_standby_streaming_delay",
@@ -135,7 +140,21 @@ impl Validator {
         self.names(spec);
         self.ports(spec);
         self.settings(spec);
+        self.standby_minimums(spec);
         self.delays(spec);
+        if spec
+            .slot_wal_limit_mb
+            .is_some_and(|mb| mb < MIN_SLOT_WAL_LIMIT_MB)
+        {
+            self.report(
+                "slot_wal_limit_mb",
+                format!(
+                    "{} MB is less than one WAL segment",
+                    spec.slot_wal_limit_mb.unwrap_or_default()
+                ),
+                format!("use at least {MIN_SLOT_WAL_LIMIT_MB} MB, or `.unlimited_slot_wal()`"),
+            );
+        }
         self.roles(spec);
         self.databases(spec);
     }
@@ -227,8 +246,53 @@ impl Validator {
         }
     }
 
+    /// Settings a hot standby needs at least as high as its primary's: a
+    /// replica may raise them, never lower them (a replica that does not
+    /// set one follows the primary's value; see `render::postgres`).
+    fn standby_minimums(&mut self, spec: &StackSpec) {
+        for key in STANDBY_MINIMUMS {
+            for node in spec.nodes() {
+                if let Some(Err(value)) = setting_number(node, key) {
+                    self.report(
+                        format!("{}.settings.{key}", node.name),
+                        format!("`{key}` = `{value}` is not a whole number"),
+                        "give a whole number",
+                    );
+                }
+            }
+            let Some(theirs) = spec.standby_minimum(&spec.primary, key) else {
+                continue;
+            };
+            for replica in &spec.replicas {
+                let field = format!("{}.settings.{key}", replica.node.name);
+                match setting_number(&replica.node, key) {
+                    Some(Ok(own)) if own < theirs => self.report(
+                        field,
+                        format!(
+                            "`{key}` = {own} is below the primary's {theirs}, which a hot standby \
+                             refuses (it stops replaying)"
+                        ),
+                        "raise it to the primary's value or more, or leave it out: a replica \
+                         that does not set it follows the primary",
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     fn delays(&mut self, spec: &StackSpec) {
         for (i, replica) in spec.replicas.iter().enumerate() {
+            if replica.delay.subsec_nanos() % 1_000_000 != 0 {
+                self.report(
+                    format!("replicas[{i}].delay"),
+                    format!(
+                        "{:?} is finer than a millisecond, the unit of recovery_min_apply_delay",
+                        replica.delay
+                    ),
+                    "round the delay to whole milliseconds",
+                );
+            }
             if replica.delay > MAX_DELAY {
                 self.report(
                     format!("replicas[{i}].delay"),
@@ -303,6 +367,9 @@ impl Validator {
         }
     }
 }
+
+/// The smallest slot WAL limit: one 16 MB WAL segment.
+const MIN_SLOT_WAL_LIMIT_MB: u64 = 16;
 
 /// A compose service name that is also a plain, unquoted Postgres identifier.
 fn is_identifier(name: &str) -> bool {

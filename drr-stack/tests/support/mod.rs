@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use drr_stack::native::Native;
+use drr_stack::progress::Progress;
 use drr_stack::spec::StackSpec;
+use drr_stack::stack::UpOptions;
 use tokio_postgres::Client;
 
 /// `n` distinct free loopback ports.
@@ -46,6 +48,17 @@ impl TempStack {
     /// Runs `up` again (with the current spec).
     pub async fn try_up(&self) -> anyhow::Result<()> {
         self.0.up().await
+    }
+
+    /// Runs `up` with `options` and returns the labels of the steps it took.
+    pub async fn up_steps(&self, options: UpOptions) -> anyhow::Result<Vec<String>> {
+        let mut progress = Progress::new(true);
+        self.native().up_with(&mut progress, options).await?;
+        Ok(progress
+            .steps()
+            .iter()
+            .map(|(label, _)| label.clone())
+            .collect())
     }
 
     /// Replaces the spec (as a user editing it would), keeping the state.
