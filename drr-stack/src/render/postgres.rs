@@ -34,6 +34,9 @@ pub const INITDB_ARGS: &[&str] = &[
 /// default.
 pub const QUERY_GRACE: Duration = Duration::from_secs(30);
 
+/// `wal_keep_size` on every node.
+pub const WAL_KEEP_SIZE: &str = "64MB";
+
 /// `max_standby_streaming_delay` for a replica delayed by `delay`.
 ///
 /// Postgres counts that grace from when the WAL was *received*, but a
@@ -72,6 +75,10 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     set("max_wal_senders", &senders.to_string());
     set("max_replication_slots", &senders.to_string());
     set("hot_standby", "on");
+    // Recent WAL stays whatever the slots say: a base backup's start point
+    // survives the checkpoint of another backup taken at the same time
+    // (`pg_basebackup -C` creates its slot only after its own checkpoint).
+    set("wal_keep_size", WAL_KEEP_SIZE);
     set("hot_standby_feedback", "off");
     set("wal_receiver_status_interval", "1s");
     // Replicas reconnect within 100 ms after the primary restarts, not 5 s.

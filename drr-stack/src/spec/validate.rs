@@ -16,6 +16,10 @@ const MANAGED_SETTINGS: &[(&str, &str)] = &[
     ),
     ("fsync", "call `.durable()` on the spec for `fsync = on`"),
     (
+        "wal_keep_size",
+        "drr keeps 64 MB so that concurrent base backups never lose their start",
+    ),
+    (
         "max_slot_wal_keep_size",
         "call `.slot_wal_limit_mb(...)` or `.unlimited_slot_wal()` on the spec",
     ),

@@ -86,8 +86,8 @@ pub(super) fn run(
 }
 
 /// The profile file: the user's profile (`-P`), minus the tests of missing
-/// requirements, with a JUnit report; with `repeat`, every test runs even
-/// after a failure.
+/// requirements, with twice as many test threads as CPUs and a JUnit
+/// report; with `repeat`, every test runs even after a failure.
 fn tool_config(inherits: &str, skipped: &[Requirement], repeat: bool) -> String {
     let mut out =
         String::from("# Written by `cargo xtask test` for this run; changes are overwritten.\n");
@@ -101,8 +101,16 @@ fn tool_config(inherits: &str, skipped: &[Requirement], repeat: bool) -> String 
     if repeat {
         let _ = writeln!(out, "fail-fast = false");
     }
+    let _ = writeln!(out, "test-threads = {}", test_threads());
     let _ = writeln!(out, "\n[profile.{PROFILE}.junit]\npath = \"junit.xml\"");
     out
+}
+
+/// Tests that need the stack spend most of their time waiting for
+/// replication delays, not computing: run twice as many as there are CPUs
+/// (`--test-threads` on the command line still wins).
+fn test_threads() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// A TOML basic string.
@@ -246,6 +254,10 @@ mod tests {
             "{config}"
         );
         assert!(config.contains("fail-fast = false"), "{config}");
+        assert!(
+            config.contains(&format!("test-threads = {}", test_threads())),
+            "{config}"
+        );
         assert!(
             config.contains("[profile.drr.junit]\npath = \"junit.xml\""),
             "{config}"
