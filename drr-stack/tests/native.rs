@@ -250,3 +250,94 @@ async fn a_changed_setting_reloads_only_that_node() {
         "a restart-only setting restarts the node"
     );
 }
+
+/// A process that is not a server of the stack, killed when the test ends.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    /// A copy of `sleep` named `postgres`, working in `dir`: what a reused
+    /// pid in a stale `postmaster.pid` can look like after a reboot.
+    fn named_postgres(dir: &std::path::Path) -> Bystander {
+        let program = dir.join("postgres");
+        std::fs::copy("/bin/sleep", &program).expect("copy /bin/sleep");
+        let child = std::process::Command::new(&program)
+            .arg("600")
+            .current_dir(dir)
+            .spawn()
+            .expect("start the bystander");
+        Bystander(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("wait on the bystander").is_none()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pid_file_naming_another_process_is_stale_and_never_signalled() {
+    let stack = TempStack::up(spec(&[0])).await;
+    let other = TempStack::up(spec(&[])).await;
+    let other_pid = other.native().pids()["primary"];
+    let native = stack.native();
+    let mut progress = drr_stack::progress::Progress::new(true);
+    native.down(&mut progress).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bystander = Bystander::named_postgres(dir.path());
+
+    // The primary's pid file names a process called `postgres` that serves
+    // nothing; the replica's names another stack's running primary.
+    for (node, pid) in [
+        ("primary", bystander.0.id() as i32),
+        ("replica1", other_pid),
+    ] {
+        let data = native.state().data_dir(node);
+        std::fs::write(
+            data.join("postmaster.pid"),
+            format!("{pid}\n{}\n", data.display()),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        native.pids(),
+        Default::default(),
+        "foreign pids counted as servers"
+    );
+    native.down(&mut progress).unwrap();
+    assert!(
+        bystander.alive(),
+        "`down` signalled a process it did not start"
+    );
+    assert_eq!(other.native().pids()["primary"], other_pid);
+
+    stack
+        .try_up()
+        .await
+        .expect("up starts over stale pid files");
+    let pids = native.pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(
+        !pids
+            .values()
+            .any(|&p| p == other_pid || p == bystander.0.id() as i32)
+    );
+    assert!(
+        bystander.alive(),
+        "`up` signalled a process it did not start"
+    );
+    let count: i64 = other
+        .admin("primary")
+        .await
+        .query_one("SELECT 1::bigint", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1, "the other stack's primary still serves");
+    assert_eq!(other.native().pids()["primary"], other_pid);
+}

@@ -253,7 +253,7 @@ impl<'p> Native<'p> {
         let node = member.node();
         let data = self.state.data_dir(&node.name);
         let log = self.state.log_file(&node.name);
-        if let Some(pid) = process::running_pid(&data) {
+        if process::running_pid(&data).is_some() {
             if !config_changed {
                 return Ok(());
             }
@@ -262,7 +262,7 @@ impl<'p> Native<'p> {
                 return progress.step(&format!("reload {}", node.name), || Ok(()));
             }
             progress.step(&format!("stop {} to restart it", node.name), || {
-                process::stop(&[pid], STOP_TIMEOUT)
+                process::stop(&[&data], STOP_TIMEOUT)
             })?;
         }
         let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
@@ -377,10 +377,7 @@ impl<'p> Native<'p> {
 
     /// Stops a node and deletes its directory.
     fn remove_node(&self, name: &str) -> Result<()> {
-        let data = self.state.data_dir(name);
-        if let Some(pid) = process::running_pid(&data) {
-            process::stop(&[pid], STOP_TIMEOUT)?;
-        }
+        process::stop(&[&self.state.data_dir(name)], STOP_TIMEOUT)?;
         let dir = self.state.node_dir(name);
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
     }
@@ -388,14 +385,16 @@ impl<'p> Native<'p> {
     /// Fast shutdown of every node; data is kept.
     pub fn down(&self, progress: &mut Progress) -> Result<()> {
         let _lock = self.state.lock()?;
-        let pids: Vec<i32> = self
+        let running: Vec<std::path::PathBuf> = self
             .state
             .existing_nodes()?
             .iter()
-            .filter_map(|name| process::running_pid(&self.state.data_dir(name)))
+            .map(|name| self.state.data_dir(name))
+            .filter(|data| process::running_pid(data).is_some())
             .collect();
-        progress.step(&format!("stop {} node(s)", pids.len()), || {
-            process::stop(&pids, STOP_TIMEOUT)
+        let dirs: Vec<&std::path::Path> = running.iter().map(|d| d.as_path()).collect();
+        progress.step(&format!("stop {} node(s)", dirs.len()), || {
+            process::stop(&dirs, STOP_TIMEOUT)
         })
     }
 
@@ -470,7 +469,7 @@ impl Servers for Native<'_> {
             .lock()
             .map_or(0, |o| o.get(node).copied().unwrap_or(0));
         let said = process::log_since(&log, offset);
-        if process::server_failed(&said) || process::dead_pid(&data).is_some() {
+        if process::server_failed(&said) || process::stale_pid(&data).is_some() {
             anyhow::bail!(
                 "node `{node}` failed to start; its log ({}) says:\n{}",
                 log.display(),
