@@ -174,7 +174,10 @@ async fn a_taken_port_is_named_and_nothing_is_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_data_directory_is_refused_and_kept() {
     let stack = TempStack::new(spec(&[0]));
-    let data = stack.native().state().data_dir("primary");
+    let state = stack.native().state().clone();
+    let server = drr_stack::host::ServerUser::resolve().unwrap();
+    state.claim_root(server.as_ref()).unwrap();
+    let data = state.data_dir("primary");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("precious.txt"), "mine").unwrap();
     let err = stack.try_up().await.unwrap_err().to_string();
@@ -340,4 +343,78 @@ async fn a_pid_file_naming_another_process_is_stale_and_never_signalled() {
         .get(0);
     assert_eq!(count, 1, "the other stack's primary still serves");
     assert_eq!(other.native().pids()["primary"], other_pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_drr_did_not_make_is_refused_and_left_alone() {
+    let stack = TempStack::new(spec(&[0]));
+    let root = stack.native().state().root().to_owned();
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("precious.txt"), "mine").unwrap();
+    let err = format!("{:#}", stack.try_up().await.unwrap_err());
+    assert!(
+        err.contains(&root.display().to_string())
+            && err.contains("was not created by drr")
+            && err.contains("DRR_STATE_DIR"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "nothing added: {left:?}");
+
+    if nix::unistd::geteuid().is_root() {
+        // Marked, but another user's.
+        drr_stack::host::dirs::mark(&root).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+        let err = format!("{:#}", stack.try_up().await.unwrap_err());
+        assert!(err.contains("belongs to user `nobody`"), "{err}");
+        assert!(!root.join("nodes").exists(), "nothing created");
+    }
+}
+
+/// Removes a directory when the test ends.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_shared_fallback_home_is_refused_when_someone_else_made_it() {
+    // A workspace the server user cannot reach: drr falls back to
+    // /var/tmp/drr-<hash>, a predictable path anyone could create first.
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let project =
+        drr_stack::project::Project::new(spec(&[]), private.path().join("workspace")).unwrap();
+    let server = drr_stack::host::ServerUser {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+    };
+    let state = drr_stack::native::StateDir::resolve(&project, Some(&server)).unwrap();
+    let home = state.root().parent().unwrap().to_owned();
+    assert!(
+        home.to_string_lossy().starts_with("/var/tmp/drr-"),
+        "{}",
+        home.display()
+    );
+    std::fs::create_dir(&home).unwrap();
+    let _cleanup = RemoveDir(home.clone());
+
+    let err = format!("{:#}", state.lock(Some(&server)).unwrap_err());
+    assert!(
+        err.contains(&format!("{} was not created by drr", home.display())),
+        "{err}"
+    );
+    assert!(!state.root().exists(), "nothing created inside");
+
+    drr_stack::host::dirs::mark(&home).unwrap();
+    let _lock = state.lock(Some(&server)).expect("a home drr made is used");
+    assert!(state.root().join(drr_stack::host::dirs::MARKER).is_file());
 }

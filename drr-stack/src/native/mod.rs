@@ -94,7 +94,7 @@ impl<'p> Native<'p> {
 
     /// Brings the stack up; see the module docs.
     pub async fn up(&self, progress: &mut Progress) -> Result<()> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock(self.user.as_ref())?;
         let spec = self.spec();
         let secrets = Secrets::load_or_create(&self.project.secrets_dir())?;
         let bins = Binaries::find(spec.postgres_major)?;
@@ -384,7 +384,7 @@ impl<'p> Native<'p> {
 
     /// Fast shutdown of every node; data is kept.
     pub fn down(&self, progress: &mut Progress) -> Result<()> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock(self.user.as_ref())?;
         let running: Vec<std::path::PathBuf> = self
             .state
             .existing_nodes()?

@@ -12,6 +12,9 @@
 //! When drr runs as root and the server user cannot reach the workspace
 //! (a checkout under a private home directory), it is
 //! `/var/tmp/drr-<hash of the workspace path>/<stack>` instead.
+//!
+//! drr uses the state and cache directories (and that `/var/tmp` home) only
+//! when it created them: see [`crate::host::dirs`].
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::host::{ServerUser, give};
+use crate::host::{ServerUser, dirs, give};
 use crate::project::Project;
 
 /// Overrides the state directory of the stack.
@@ -33,20 +36,19 @@ pub const CACHE_DIR_ENV: &str = "DRR_CACHE_DIR";
 pub struct StateDir {
     root: PathBuf,
     cache: PathBuf,
+    /// `/var/tmp/drr-<hash>` when drr falls back to it.
+    shared_home: Option<PathBuf>,
 }
 
 impl StateDir {
     /// Resolves (but does not create) the directories for `project`.
     pub fn resolve(project: &Project, user: Option<&ServerUser>) -> Result<StateDir> {
         let preferred = project.root().join("target").join("drr");
-        let home = match user {
-            Some(user) if !user.can_reach(&preferred.join("x")) => {
-                let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
-                let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-                PathBuf::from(format!("/var/tmp/drr-{tag}"))
-            }
-            _ => preferred,
+        let shared_home = match user {
+            Some(user) if !user.can_reach(&preferred.join("x")) => Some(shared_home(project)),
+            _ => None,
         };
+        let home = shared_home.clone().unwrap_or(preferred);
         let root = env_path(STATE_DIR_ENV).unwrap_or_else(|| home.join(&project.spec().name));
         let cache = env_path(CACHE_DIR_ENV).unwrap_or_else(|| home.join("cache"));
         if let Some(user) = user {
@@ -61,7 +63,11 @@ impl StateDir {
                 }
             }
         }
-        Ok(StateDir { root, cache })
+        Ok(StateDir {
+            root,
+            cache,
+            shared_home,
+        })
     }
 
     /// Explicit directories (tests, benchmarks, embedding tools).
@@ -69,6 +75,7 @@ impl StateDir {
         StateDir {
             root: root.into(),
             cache: cache.into(),
+            shared_home: None,
         }
     }
 
@@ -116,9 +123,38 @@ impl StateDir {
         Ok(names)
     }
 
-    /// Takes the stack's lock, waiting for a concurrent command to finish.
-    pub fn lock(&self) -> Result<StateLock> {
-        mkdir(&self.root, None)?;
+    /// Creates the state directory, or checks that drr made it (see
+    /// [`dirs::claim`]); `user` runs the servers.
+    pub fn claim_root(&self, user: Option<&ServerUser>) -> Result<()> {
+        self.claim(&self.root, user).with_context(|| {
+            format!(
+                "cannot use {} as the stack's state directory (set {STATE_DIR_ENV} to choose another)",
+                self.root.display()
+            )
+        })
+    }
+
+    /// Creates the template cache, or checks that drr made it.
+    pub fn claim_cache(&self, user: Option<&ServerUser>) -> Result<()> {
+        self.claim(&self.cache, user).with_context(|| {
+            format!(
+                "cannot use {} as the template cache (set {CACHE_DIR_ENV} to choose another)",
+                self.cache.display()
+            )
+        })
+    }
+
+    fn claim(&self, dir: &Path, user: Option<&ServerUser>) -> Result<()> {
+        if let Some(home) = self.shared_home.as_deref().filter(|h| dir.starts_with(h)) {
+            dirs::claim(home, user)?;
+        }
+        dirs::claim(dir, user)
+    }
+
+    /// Takes the stack's lock (claiming the state directory first), waiting
+    /// for a concurrent command to finish.
+    pub fn lock(&self, user: Option<&ServerUser>) -> Result<StateLock> {
+        self.claim_root(user)?;
         let path = self.root.join("lock");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -159,6 +195,14 @@ pub fn mkdir(dir: &Path, user: Option<&ServerUser>) -> Result<()> {
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     give(user, dir)
+}
+
+/// `/var/tmp/drr-<hash of the workspace path>`: where a root-run stack
+/// lives when the server user cannot reach the workspace.
+fn shared_home(project: &Project) -> PathBuf {
+    let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/var/tmp/drr-{tag}"))
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
