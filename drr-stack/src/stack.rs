@@ -33,6 +33,21 @@ pub fn build_image(spec: &StackSpec, progress: &mut Progress) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask down --all`: stops every native stack of the workspace,
+/// whichever spec made it ([`crate::native::down_all`]), and the spec's
+/// compose project when a Docker engine answers; data is kept. Nothing
+/// outside the workspace is touched.
+pub fn down_all(project: &Project, progress: &mut Progress) -> Result<()> {
+    let native = crate::native::down_all(project, progress);
+    let compose = Compose::down_if_reachable(project, progress);
+    match (native, compose) {
+        (Err(native), Err(compose)) => Err(native.context(format!(
+            "the compose stack was not stopped either: {compose:#}"
+        ))),
+        (native, compose) => native.and(compose),
+    }
+}
+
 /// A stack on the backend that runs it.
 #[derive(Debug)]
 #[non_exhaustive]

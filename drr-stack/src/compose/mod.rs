@@ -103,7 +103,7 @@ impl<'p> Compose<'p> {
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString>,
     {
-        let file = self.project.compose_dir().join("docker-compose.yaml");
+        let file = compose_file(self.project);
         let mut command = self
             .tool
             .command()
@@ -272,6 +272,23 @@ impl<'p> Compose<'p> {
         })
     }
 
+    /// `down` for `cargo xtask down --all`: stops the spec's compose
+    /// project when there is a compose file and a Docker engine answers;
+    /// otherwise says why there is nothing to stop.
+    pub fn down_if_reachable(project: &Project, progress: &mut Progress) -> Result<()> {
+        if !compose_file(project).is_file() {
+            progress.note("no compose stack: the workspace has no compose/docker-compose.yaml");
+            return Ok(());
+        }
+        match Compose::open(project) {
+            Ok(compose) => compose.down(progress),
+            Err(e) => {
+                progress.note(&format!("no compose stack stopped: {e:#}"));
+                Ok(())
+            }
+        }
+    }
+
     /// Removes the containers, the network and the volumes: all the data.
     pub fn destroy(&self, progress: &mut Progress) -> Result<()> {
         progress.step("remove containers and volumes", || {
@@ -330,6 +347,11 @@ impl<'p> Compose<'p> {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The generated compose file of `project`.
+fn compose_file(project: &Project) -> std::path::PathBuf {
+    project.compose_dir().join("docker-compose.yaml")
 }
 
 impl Servers for Compose<'_> {

@@ -10,6 +10,7 @@
 mod bootstrap;
 mod process;
 mod state;
+mod sweep;
 mod template;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
+pub use sweep::down_all;
 
 use crate::command::Command;
 use crate::host::{Binaries, ServerUser};
@@ -393,9 +395,12 @@ impl<'p> Native<'p> {
             .filter(|data| process::running_pid(data).is_some())
             .collect();
         let dirs: Vec<&std::path::Path> = running.iter().map(|d| d.as_path()).collect();
-        progress.step(&format!("stop {} node(s)", dirs.len()), || {
-            process::stop(&dirs, STOP_TIMEOUT)
-        })
+        let label = format!(
+            "stop {} node(s) in {}",
+            dirs.len(),
+            self.state.root().display()
+        );
+        progress.step(&label, || process::stop(&dirs, STOP_TIMEOUT))
     }
 
     /// Stops every node and deletes the state directory (never anything

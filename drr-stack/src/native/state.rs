@@ -70,6 +70,18 @@ impl StateDir {
         })
     }
 
+    /// Every native state directory of `project`'s workspace, whichever
+    /// stack it belongs to: each one under `<workspace>/target/drr` and under
+    /// its `/var/tmp` fallback home, and `$DRR_STATE_DIR`. A directory counts
+    /// when it holds `nodes/` or a `lock` file, so the cache does not.
+    pub fn all_roots(project: &Project) -> Result<Vec<PathBuf>> {
+        let homes = [
+            project.root().join("target").join("drr"),
+            shared_home(project),
+        ];
+        state_roots(&homes, env_path(STATE_DIR_ENV))
+    }
+
     /// Explicit directories (tests, benchmarks, embedding tools).
     pub fn at(root: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> StateDir {
         StateDir {
@@ -197,6 +209,33 @@ pub fn mkdir(dir: &Path, user: Option<&ServerUser>) -> Result<()> {
     give(user, dir)
 }
 
+/// The state directories among the entries of `homes`, and `extra` when
+/// it exists; each once, in name order.
+fn state_roots(homes: &[PathBuf], extra: Option<PathBuf>) -> Result<Vec<PathBuf>> {
+    let mut roots = Vec::new();
+    for home in homes {
+        let entries = match fs::read_dir(home) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", home.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot list {}", home.display()))?
+                .path();
+            let is_state = path.join("nodes").is_dir() || path.join("lock").is_file();
+            if is_state && !path.is_symlink() {
+                roots.push(path);
+            }
+        }
+    }
+    roots.extend(extra.filter(|dir| dir.is_dir()));
+    let mut seen = std::collections::BTreeSet::new();
+    roots.retain(|dir| seen.insert(fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())));
+    roots.sort();
+    Ok(roots)
+}
+
 /// `/var/tmp/drr-<hash of the workspace path>`: where a root-run stack
 /// lives when the server user cannot reach the workspace.
 fn shared_home(project: &Project) -> PathBuf {
@@ -209,4 +248,30 @@ fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_roots_are_the_stacks_not_the_cache_nor_files() {
+        let base = tempfile::tempdir().unwrap();
+        let home = base.path().join("target/drr");
+        for dir in ["a/nodes", "b", "cache/template-x", "bench"] {
+            fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        fs::write(home.join("b/lock"), "").unwrap();
+        fs::write(home.join("nextest.toml"), "").unwrap();
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let missing = base.path().join("missing");
+        let roots = state_roots(&[home.clone(), missing.clone()], Some(elsewhere.clone())).unwrap();
+        assert_eq!(roots, [elsewhere, home.join("a"), home.join("b")]);
+        // $DRR_STATE_DIR inside a home counts once; a missing one not at all.
+        let roots = state_roots(std::slice::from_ref(&home), Some(home.join("a"))).unwrap();
+        assert_eq!(roots, [home.join("a"), home.join("b")]);
+        let none = state_roots(std::slice::from_ref(&missing), Some(missing.clone())).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
 }
