@@ -418,3 +418,28 @@ fn the_shared_fallback_home_is_refused_when_someone_else_made_it() {
     let _lock = state.lock(Some(&server)).expect("a home drr made is used");
     assert!(state.root().join(drr_stack::host::dirs::MARKER).is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_and_status_name_the_postgres_version_each_node_runs() {
+    let stack = TempStack::new(spec(&[0]));
+    let version = drr_stack::host::Binaries::find(15).unwrap().version;
+    let mut progress = drr_stack::progress::Progress::new(true);
+    drr_stack::stack::Stack::Native(stack.native())
+        .up(&mut progress)
+        .await
+        .expect("up");
+    let (said, _) = progress.steps().last().expect("a step").clone();
+    assert_eq!(said, format!("Postgres {version} on primary, replica1"));
+
+    let pids = stack.native().pids();
+    let nodes = drr_stack::status::gather(stack.spec(), &stack.secrets(), &pids).await;
+    for node in &nodes {
+        assert_eq!(
+            node.server_version.as_deref(),
+            Some(version.as_str()),
+            "{node:?}"
+        );
+    }
+    let json = serde_json::to_value(&nodes).unwrap();
+    assert_eq!(json[1]["server_version"], version.as_str(), "{json}");
+}

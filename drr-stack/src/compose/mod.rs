@@ -12,6 +12,7 @@
 //! **Architecture Invariant:** this module and [`image`] are the only code
 //! that runs Docker.
 
+pub mod choice;
 mod engine;
 pub mod image;
 
@@ -63,32 +64,19 @@ impl<'p> Compose<'p> {
         self.project.spec()
     }
 
+    /// The project this stack runs.
+    pub fn project(&self) -> &'p Project {
+        self.project
+    }
+
     /// The compose tool in use.
     pub fn tool(&self) -> &Tool {
         &self.tool
     }
 
-    /// The image the services run, and whether it is on this machine:
-    /// `DRR_IMAGE` when set; else the spec's when it is here; else the one
-    /// `cargo xtask image` builds, when that is (no registry can be reached
-    /// from many machines drr runs on); else the spec's, for `up` to pull.
-    fn image(&self) -> Result<(String, bool)> {
-        if let Some(image) = std::env::var(IMAGE_ENV)
-            .ok()
-            .filter(|i| !i.trim().is_empty())
-        {
-            let here = image::exists(&image)?;
-            return Ok((image, here));
-        }
-        let spec = self.spec();
-        if image::exists(&spec.image)? {
-            return Ok((spec.image.clone(), true));
-        }
-        let local = image::local_tag(spec.postgres_major);
-        if image::exists(&local)? {
-            return Ok((local, true));
-        }
-        Ok((spec.image.clone(), false))
+    /// The image the services run (see [`choice`]).
+    pub fn image(&self) -> Result<choice::ImageChoice> {
+        choice::for_spec(self.spec())
     }
 
     /// The engine filter for this stack's containers and volumes.
@@ -122,7 +110,14 @@ impl<'p> Compose<'p> {
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
-        let (image, here) = self.image()?;
+        let choice::ImageChoice {
+            image,
+            here,
+            warning,
+        } = self.image()?;
+        if let Some(warning) = warning {
+            eprintln!("warning: {warning}");
+        }
         if !here {
             progress.step(&format!("pull {image}"), || {
                 self.compose(["pull", "--quiet"]).env(IMAGE_ENV, &image).read().map(drop).with_context(|| {

@@ -75,6 +75,11 @@ impl<'p> Native<'p> {
         })
     }
 
+    /// The project this stack runs.
+    pub fn project(&self) -> &'p Project {
+        self.project
+    }
+
     /// The state directory.
     pub fn state(&self) -> &StateDir {
         &self.state
