@@ -32,11 +32,11 @@ pub fn build_image(spec: &StackSpec, progress: &mut Progress) -> Result<()> {
         spec.postgres_major,
         package.as_deref().unwrap_or("of unknown version")
     ));
-    // What `up` would say about the image it would run.
+    // What `up` would say about the image it would run (which names the
+    // way to pin it), else how to pin it.
     if let Some(warning) = choice::for_spec(spec)?.warning {
         eprintln!("warning: {warning}");
-    }
-    if spec.image != tag && spec.image != pin {
+    } else if spec.image != tag && spec.image != pin {
         eprintln!(
             "`cargo xtask up --backend compose` runs it while {} is not on this machine; \
              to choose it always, set `.image(\"{pin}\")` in the spec (or `{}={pin}`)",
