@@ -67,7 +67,15 @@ enum Command {
         yes: bool,
     },
     /// Stop every node; data is kept.
-    Down,
+    Down {
+        /// Stop every drr stack of this workspace instead: each native
+        /// stack under target/drr (and $DRR_STATE_DIR, and the /var/tmp
+        /// fallback), whichever spec made it, and this spec's compose
+        /// project when a Docker engine answers. Nothing outside the
+        /// workspace is touched.
+        #[arg(long)]
+        all: bool,
+    },
     /// Stop every node and delete the stack's state.
     Destroy {
         /// Do not ask for confirmation.
@@ -237,7 +245,10 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
             progress.done("stack is up");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Down => stack()?.down(&mut progress).map(|()| ExitCode::SUCCESS),
+        Command::Down { all: false } => stack()?.down(&mut progress).map(|()| ExitCode::SUCCESS),
+        Command::Down { all: true } => {
+            crate::stack::down_all(&project, &mut progress).map(|()| ExitCode::SUCCESS)
+        }
         Command::Destroy { yes } => {
             let stack = stack()?;
             confirm_destroy(&stack, yes)?;

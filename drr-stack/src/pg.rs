@@ -83,6 +83,19 @@ pub async fn connect_retrying(
     }
 }
 
+/// The version the server runs, e.g. `15.18`: `server_version` without a
+/// packager's suffix such as ` (Debian 15.18-0+deb12u1)`.
+pub async fn server_version(client: &Client) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT split_part(current_setting('server_version'), ' ', 1)",
+            &[],
+        )
+        .await
+        .context("cannot read the server version")?;
+    Ok(row.get(0))
+}
+
 /// Whether a replica replays WAL.
 ///
 /// Postgres has three pause states: `not paused`, `paused`, and `pause

@@ -58,6 +58,13 @@ impl Progress {
         }
     }
 
+    /// Prints a line that is not a step (what was found, what was skipped).
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{:>6} {text}", "-");
+        }
+    }
+
     /// Prints a closing line with the total time.
     pub fn done(&self, what: &str) {
         if !self.quiet {

@@ -4,7 +4,8 @@
 //! the end of its log for an error message.
 //!
 //! `up` on either backend: [`check_ports`] before anything starts, then
-//! [`wait_logins`] per node, then [`wait_replicas`].
+//! [`wait_logins`] per node, then [`wait_replicas`]; last,
+//! [`report_versions`] says which Postgres each node runs.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tokio_postgres::Client;
 
 use crate::host::ports;
 use crate::pg::{self, Login};
+use crate::progress::Progress;
 use crate::secrets::Secrets;
 use crate::spec::{Backend, Node, StackSpec};
 
@@ -206,6 +208,40 @@ pub async fn wait_replicas(
     }
 }
 
+/// Says which server version each node runs (asked over TCP), on one line
+/// of `up`'s progress.
+pub async fn report_versions(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    progress: &mut Progress,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut versions = Vec::new();
+    for node in spec.nodes() {
+        let client = pg::connect(spec, node, Login::admin(secrets)).await?;
+        versions.push((node.name.as_str(), pg::server_version(&client).await?));
+    }
+    progress.record(&versions_line(&versions), started.elapsed());
+    Ok(())
+}
+
+/// `Postgres 15.18 on primary, replica1`: nodes grouped by version, in
+/// the order given.
+fn versions_line(versions: &[(&str, String)]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (node, version) in versions {
+        match groups.iter_mut().find(|(v, _)| v == version) {
+            Some((_, nodes)) => nodes.push(node),
+            None => groups.push((version, vec![node])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(version, nodes)| format!("{version} on {}", nodes.join(", ")))
+        .collect();
+    format!("Postgres {}", parts.join("; "))
+}
+
 /// `cargo xtask destroy` for `backend` (the flag only where it is not the
 /// default).
 fn destroy_command(backend: Backend) -> String {
@@ -233,5 +269,23 @@ mod tests {
         );
         let transient = log.lines().take(3).collect::<Vec<_>>().join("\n");
         assert_eq!(stream_failure(&transient), None);
+    }
+
+    #[test]
+    fn versions_are_grouped_in_node_order() {
+        let same = [
+            ("primary", "15.18".to_owned()),
+            ("replica1", "15.18".to_owned()),
+        ];
+        assert_eq!(versions_line(&same), "Postgres 15.18 on primary, replica1");
+        let mixed = [
+            ("primary", "15.18".to_owned()),
+            ("replica1", "15.15".to_owned()),
+            ("replica2", "15.18".to_owned()),
+        ];
+        assert_eq!(
+            versions_line(&mixed),
+            "Postgres 15.18 on primary, replica2; 15.15 on replica1"
+        );
     }
 }

@@ -14,18 +14,32 @@ use crate::compose::Compose;
 use crate::native::Native;
 use crate::progress::Progress;
 use crate::project::Project;
+use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
 use crate::status::NodeStatus;
 
 /// `cargo xtask image`: builds (or finds cached) the local image the
 /// compose backend runs when no registry can be reached.
 pub fn build_image(spec: &StackSpec, progress: &mut Progress) -> Result<()> {
-    let tag = crate::compose::image::ensure(spec.postgres_major, progress)?;
-    progress.done(&format!("image {tag} is ready"));
-    if spec.image != tag {
+    use crate::compose::{choice, image};
+    let tag = image::ensure(spec.postgres_major, progress)?;
+    let package = image::package_version(&tag)?;
+    let pin = package
+        .as_deref()
+        .map_or(tag.clone(), |p| image::version_tag(spec.postgres_major, p));
+    progress.done(&format!(
+        "image {tag} is ready (postgresql-{} {}, also tagged {pin})",
+        spec.postgres_major,
+        package.as_deref().unwrap_or("of unknown version")
+    ));
+    // What `up` would say about the image it would run (which names the
+    // way to pin it), else how to pin it.
+    if let Some(warning) = choice::for_spec(spec)?.warning {
+        eprintln!("warning: {warning}");
+    } else if spec.image != tag && spec.image != pin {
         eprintln!(
             "`cargo xtask up --backend compose` runs it while {} is not on this machine; \
-             to choose it always, set `{}={tag}` or `.image(\"{tag}\")` in the spec",
+             to choose it always, set `.image(\"{pin}\")` in the spec (or `{}={pin}`)",
             spec.image,
             crate::render::compose::IMAGE_ENV
         );
@@ -39,6 +53,21 @@ pub struct UpOptions {
     /// Delete the data of a node that left the spec even when it holds a
     /// primary's data (`cargo xtask up --yes`, after renaming the primary).
     pub yes: bool,
+}
+
+/// `cargo xtask down --all`: stops every native stack of the workspace,
+/// whichever spec made it ([`crate::native::down_all`]), and the spec's
+/// compose project when a Docker engine answers; data is kept. Nothing
+/// outside the workspace is touched.
+pub fn down_all(project: &Project, progress: &mut Progress) -> Result<()> {
+    let native = crate::native::down_all(project, progress);
+    let compose = Compose::down_if_reachable(project, progress);
+    match (native, compose) {
+        (Err(native), Err(compose)) => Err(native.context(format!(
+            "the compose stack was not stopped either: {compose:#}"
+        ))),
+        (native, compose) => native.and(compose),
+    }
 }
 
 /// A stack on the backend that runs it.
@@ -60,17 +89,26 @@ impl<'p> Stack<'p> {
         }
     }
 
-    /// Brings the stack up and waits until every replica streams.
+    /// Brings the stack up, waits until every replica streams, and says
+    /// which Postgres version each node runs.
     pub async fn up(&self, progress: &mut Progress) -> Result<()> {
         self.up_with(progress, UpOptions::default()).await
     }
 
     /// [`Stack::up`], allowed to do what `options` allow.
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
-        match self {
-            Stack::Native(native) => native.up_with(progress, options).await,
-            Stack::Compose(compose) => compose.up_with(progress, options).await,
-        }
+        let project = match self {
+            Stack::Native(native) => {
+                native.up_with(progress, options).await?;
+                native.project()
+            }
+            Stack::Compose(compose) => {
+                compose.up_with(progress, options).await?;
+                compose.project()
+            }
+        };
+        let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+        crate::readiness::report_versions(project.spec(), &secrets, progress).await
     }
 
     /// Stops every node; data is kept.

@@ -1,5 +1,6 @@
-//! `cargo xtask status`: each node's role, process, delay, lag and pause
-//! state, gathered over TCP (so it serves both backends).
+//! `cargo xtask status`: each node's role, process, Postgres version,
+//! delay, lag and pause state, gathered over TCP (so it serves both
+//! backends).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,8 @@ pub struct NodeStatus {
     pub container: Option<String>,
     /// `up` when it accepts logins, else `down`.
     pub state: &'static str,
+    /// The Postgres version it runs, e.g. `15.18` (nodes that are up).
+    pub server_version: Option<String>,
     /// The spec's delay (replicas).
     pub spec_delay_ms: Option<u64>,
     /// The delay in effect (replicas that are up).
@@ -112,6 +115,7 @@ pub async fn gather(
             pid: pids.get(&node.name).copied(),
             container: None,
             state: "down",
+            server_version: None,
             spec_delay_ms: None,
             current_delay_ms: None,
             streaming: None,
@@ -123,8 +127,9 @@ pub async fn gather(
         };
         match member {
             Member::Primary(_) => {
-                if primary.is_some() {
+                if let Some(client) = &primary {
                     status.state = "up";
+                    status.server_version = pg::server_version(client).await.ok();
                 }
             }
             Member::Replica(replica) => {
@@ -137,12 +142,14 @@ pub async fn gather(
                 status.replay_lag_ms = slot
                     .filter(|s| s.streaming)
                     .map(|s| s.replay_lag_ms.unwrap_or(0.0));
-                let replay = match pg::connect(spec, node, admin).await {
-                    Ok(client) => pg::replay_state(&client).await.ok(),
-                    Err(_) => None,
+                let client = pg::connect(spec, node, admin).await.ok();
+                let replay = match &client {
+                    Some(client) => pg::replay_state(client).await.ok(),
+                    None => None,
                 };
-                if let Some(replay) = replay {
+                if let (Some(replay), Some(client)) = (replay, &client) {
                     status.state = "up";
+                    status.server_version = pg::server_version(client).await.ok();
                     status.current_delay_ms = Some(replay.delay_ms);
                     status.replay = Some(replay.replay);
                 }
@@ -162,13 +169,14 @@ pub fn table(nodes: &[NodeStatus]) -> String {
         "PORT",
         if containers { "CONTAINER" } else { "PID" },
         "STATE",
+        "VERSION",
         "DELAY (SPEC)",
         "LAG",
         "LAG BYTES",
         "SLOT WAL",
         "REPLAY",
     ];
-    let rows: Vec<[String; 10]> = nodes
+    let rows: Vec<[String; 11]> = nodes
         .iter()
         .map(|n| {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
@@ -192,6 +200,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
                     None => opt(n.pid.map(|p| p.to_string())),
                 },
                 n.state.to_owned(),
+                opt(n.server_version.clone()),
                 delay,
                 opt(n.replay_lag_ms.map(|l| format!("{l:.0} ms"))),
                 opt(n.replay_lag_bytes.map(|b| b.to_string())),
@@ -238,6 +247,7 @@ mod tests {
             pid: Some(42),
             container: None,
             state: "up",
+            server_version: Some("15.18".into()),
             spec_delay_ms: Some(3000),
             current_delay_ms: Some(5000),
             streaming: Some(true),
@@ -250,7 +260,14 @@ mod tests {
         let text = table(&[replica]);
         let row = text.lines().nth(1).unwrap();
         assert!(
-            row.contains("5000 ms (3000 ms)") && row.contains("16.0 MB") && row.ends_with("paused"),
+            row.contains("up     15.18")
+                && row.contains("5000 ms (3000 ms)")
+                && row.contains("16.0 MB")
+                && row.ends_with("paused"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("NODE") && text.contains("STATE  VERSION"),
             "{text}"
         );
     }

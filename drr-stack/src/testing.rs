@@ -47,9 +47,9 @@ pub struct TempStack {
 
 impl TempStack {
     /// A stopped stack for `spec`, with the template cache every test stack
-    /// on this machine shares.
+    /// of this user on this machine shares ([`shared_cache`]).
     pub fn new(spec: StackSpec) -> Result<TempStack> {
-        Self::with_cache(spec, &shared_dir("drr-test-cache"))
+        Self::with_cache(spec, &shared_cache()?)
     }
 
     /// A stopped stack for `spec` using the template cache `cache`. Stacks
@@ -169,7 +169,8 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
         .context("cannot find free ports")
 }
 
-/// A fresh temporary directory that the server user can reach.
+/// A fresh temporary directory that the server user can reach, marked as
+/// drr's (see [`crate::host::dirs`]), so it can serve as a template cache.
 pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
@@ -180,13 +181,26 @@ pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .with_context(|| format!("cannot open {} to the server user", dir.path().display()))?;
+    crate::host::dirs::mark(dir.path())?;
     Ok(dir)
 }
 
-/// A directory under the system's temporary directory that every test
-/// stack of this user shares.
-fn shared_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("{name}-{}", nix::unistd::getuid()))
+/// The template cache (and generated passwords) every test stack of this
+/// user shares: `drr-test-cache-<uid>` in the system's temporary directory,
+/// a predictable path in a world-writable place, so it is used only when
+/// drr made it and no other user controls it (see [`crate::host::dirs`]).
+pub fn shared_cache() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("drr-test-cache-{}", nix::unistd::getuid()));
+    crate::host::dirs::claim(&dir, crate::host::ServerUser::resolve()?.as_ref()).with_context(
+        || {
+            format!(
+                "cannot use {} as the test stacks' shared cache (set TMPDIR to use another \
+                 temporary directory)",
+                dir.display()
+            )
+        },
+    )?;
+    Ok(dir)
 }
 
 /// Something a group of tests needs that a machine may lack (a Docker

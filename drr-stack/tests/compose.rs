@@ -1,5 +1,7 @@
 //! The compose backend on a real Docker engine, with the local image that
-//! `cargo xtask image` builds: a clean start, the same locale as a native
+//! `cargo xtask image` builds: the server version it records (label and
+//! tag) and the warning when a spec pins another, a clean start, each
+//! node's version in `status` and `up`, the same locale as a native
 //! cluster, each replica's delay, a live
 //! delay change, pause and resume, data kept across `down` and `up`, and a
 //! spec change on existing volumes (a replica removed, a database added).
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use drr_stack::codegen::{self, Mode};
 use drr_stack::command::Command;
-use drr_stack::compose::{Compose, image};
+use drr_stack::compose::{Compose, choice, image};
 use drr_stack::lag::{self, DelayChange};
 use drr_stack::progress::Progress;
 use drr_stack::project::Project;
@@ -139,6 +141,37 @@ mod requires_docker {
         let tag = image::ensure(15, &mut Progress::new(false)).expect("the local image");
         eprintln!("image {tag} ready in {:?}", started.elapsed());
 
+        // The image records the server package it holds, and a tag names it.
+        let package = image::package_version(&tag)
+            .unwrap()
+            .expect("the image records its server package version");
+        let server = image::upstream(&package)
+            .expect("a package version")
+            .to_owned();
+        let versioned = format!("drr/postgres:{server}");
+        assert!(image::exists(&versioned).unwrap(), "{versioned} is tagged");
+        let said = Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--entrypoint",
+                "postgres",
+                &versioned,
+                "--version",
+            ])
+            .read()
+            .unwrap();
+        assert!(said.contains(&format!(" {server} ")), "{said}");
+        // A spec pinning a minor this machine lacks falls back to it, and says so.
+        let pinned = support::spec(&[]).image("drr/postgres:15.0");
+        let choice = choice::choose(&pinned, None, &choice::Engine).unwrap();
+        assert_eq!(choice.image, tag);
+        let warning = choice.warning.expect("a warning about the version");
+        assert!(
+            warning.contains("pins Postgres 15.0") && warning.contains(&format!("holds {server}")),
+            "{warning}"
+        );
+
         let mut spec = support::spec(&[1000, 0]).image(&tag);
         spec.name = format!("drr-compose-test-{}", std::process::id());
         let mut stack = ComposeStack::new(spec);
@@ -154,6 +187,11 @@ mod requires_docker {
             assert!(node.is_up(), "{node:?}");
             let container = node.container.as_deref().unwrap_or_default();
             assert!(container.starts_with("Up"), "{node:?}");
+            assert_eq!(
+                node.server_version.as_deref(),
+                Some(server.as_str()),
+                "{node:?}"
+            );
         }
 
         // Both backends make their clusters alike (one set of initdb
@@ -239,8 +277,19 @@ mod requires_docker {
             "containers left after down"
         );
         assert_eq!(stack.volumes().len(), 3, "volumes after down");
-        let warm = stack.up().await;
-        eprintln!("warm up in {warm:?}");
+        // Through the command's path, which names each node's version.
+        let started = Instant::now();
+        let mut progress = Progress::new(false);
+        Stack::Compose(stack.compose())
+            .up(&mut progress)
+            .await
+            .expect("the stack comes up again");
+        eprintln!("warm up in {:?}", started.elapsed());
+        let (said, _) = progress.steps().last().expect("a step").clone();
+        assert_eq!(
+            said,
+            format!("Postgres {server} on primary, replica1, replica2")
+        );
         for node in ["primary", "replica1", "replica2"] {
             let client = stack.connect(node).await;
             let count: i64 = client

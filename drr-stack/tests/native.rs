@@ -174,7 +174,10 @@ async fn a_taken_port_is_named_and_nothing_is_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_data_directory_is_refused_and_kept() {
     let stack = TempStack::new(spec(&[0]));
-    let data = stack.native().state().data_dir("primary");
+    let state = stack.native().state().clone();
+    let server = drr_stack::host::ServerUser::resolve().unwrap();
+    state.claim_root(server.as_ref()).unwrap();
+    let data = state.data_dir("primary");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("precious.txt"), "mine").unwrap();
     let err = stack.try_up().await.unwrap_err().to_string();
@@ -249,4 +252,194 @@ async fn a_changed_setting_reloads_only_that_node() {
         after["replica1"], pids["replica1"],
         "a restart-only setting restarts the node"
     );
+}
+
+/// A process that is not a server of the stack, killed when the test ends.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    /// A copy of `sleep` named `postgres`, working in `dir`: what a reused
+    /// pid in a stale `postmaster.pid` can look like after a reboot.
+    fn named_postgres(dir: &std::path::Path) -> Bystander {
+        let program = dir.join("postgres");
+        std::fs::copy("/bin/sleep", &program).expect("copy /bin/sleep");
+        let child = std::process::Command::new(&program)
+            .arg("600")
+            .current_dir(dir)
+            .spawn()
+            .expect("start the bystander");
+        Bystander(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("wait on the bystander").is_none()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pid_file_naming_another_process_is_stale_and_never_signalled() {
+    let stack = TempStack::up(spec(&[0])).await;
+    let other = TempStack::up(spec(&[])).await;
+    let other_pid = other.native().pids()["primary"];
+    let native = stack.native();
+    let mut progress = drr_stack::progress::Progress::new(true);
+    native.down(&mut progress).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bystander = Bystander::named_postgres(dir.path());
+
+    // The primary's pid file names a process called `postgres` that serves
+    // nothing; the replica's names another stack's running primary.
+    for (node, pid) in [
+        ("primary", bystander.0.id() as i32),
+        ("replica1", other_pid),
+    ] {
+        let data = native.state().data_dir(node);
+        std::fs::write(
+            data.join("postmaster.pid"),
+            format!("{pid}\n{}\n", data.display()),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        native.pids(),
+        Default::default(),
+        "foreign pids counted as servers"
+    );
+    native.down(&mut progress).unwrap();
+    assert!(
+        bystander.alive(),
+        "`down` signalled a process it did not start"
+    );
+    assert_eq!(other.native().pids()["primary"], other_pid);
+
+    stack
+        .try_up()
+        .await
+        .expect("up starts over stale pid files");
+    let pids = native.pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(
+        !pids
+            .values()
+            .any(|&p| p == other_pid || p == bystander.0.id() as i32)
+    );
+    assert!(
+        bystander.alive(),
+        "`up` signalled a process it did not start"
+    );
+    let count: i64 = other
+        .admin("primary")
+        .await
+        .query_one("SELECT 1::bigint", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1, "the other stack's primary still serves");
+    assert_eq!(other.native().pids()["primary"], other_pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_drr_did_not_make_is_refused_and_left_alone() {
+    let stack = TempStack::new(spec(&[0]));
+    let root = stack.native().state().root().to_owned();
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("precious.txt"), "mine").unwrap();
+    let err = format!("{:#}", stack.try_up().await.unwrap_err());
+    assert!(
+        err.contains(&root.display().to_string())
+            && err.contains("was not created by drr")
+            && err.contains("DRR_STATE_DIR"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "nothing added: {left:?}");
+
+    if nix::unistd::geteuid().is_root() {
+        // Marked, but another user's.
+        drr_stack::host::dirs::mark(&root).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+        let err = format!("{:#}", stack.try_up().await.unwrap_err());
+        assert!(err.contains("belongs to user `nobody`"), "{err}");
+        assert!(!root.join("nodes").exists(), "nothing created");
+    }
+}
+
+/// Removes a directory when the test ends.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_shared_fallback_home_is_refused_when_someone_else_made_it() {
+    // A workspace the server user cannot reach: drr falls back to
+    // /var/tmp/drr-<hash>, a predictable path anyone could create first.
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let project =
+        drr_stack::project::Project::new(spec(&[]), private.path().join("workspace")).unwrap();
+    let server = drr_stack::host::ServerUser {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+    };
+    let state = drr_stack::native::StateDir::resolve(&project, Some(&server)).unwrap();
+    let home = state.root().parent().unwrap().to_owned();
+    assert!(
+        home.to_string_lossy().starts_with("/var/tmp/drr-"),
+        "{}",
+        home.display()
+    );
+    std::fs::create_dir(&home).unwrap();
+    let _cleanup = RemoveDir(home.clone());
+
+    let err = format!("{:#}", state.lock(Some(&server)).unwrap_err());
+    assert!(
+        err.contains(&format!("{} was not created by drr", home.display())),
+        "{err}"
+    );
+    assert!(!state.root().exists(), "nothing created inside");
+
+    drr_stack::host::dirs::mark(&home).unwrap();
+    let _lock = state.lock(Some(&server)).expect("a home drr made is used");
+    assert!(state.root().join(drr_stack::host::dirs::MARKER).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_and_status_name_the_postgres_version_each_node_runs() {
+    let stack = TempStack::new(spec(&[0]));
+    let version = drr_stack::host::Binaries::find(15).unwrap().version;
+    let mut progress = drr_stack::progress::Progress::new(true);
+    drr_stack::stack::Stack::Native(stack.native())
+        .up(&mut progress)
+        .await
+        .expect("up");
+    let (said, _) = progress.steps().last().expect("a step").clone();
+    assert_eq!(said, format!("Postgres {version} on primary, replica1"));
+
+    let pids = stack.native().pids();
+    let nodes = drr_stack::status::gather(stack.spec(), &stack.secrets(), &pids).await;
+    for node in &nodes {
+        assert_eq!(
+            node.server_version.as_deref(),
+            Some(version.as_str()),
+            "{node:?}"
+        );
+    }
+    let json = serde_json::to_value(&nodes).unwrap();
+    assert_eq!(json[1]["server_version"], version.as_str(), "{json}");
 }

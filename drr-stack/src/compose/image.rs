@@ -8,8 +8,15 @@
 //! the official image does: a `postgres` user owning `/var/lib/postgresql`
 //! and the major's server binaries in `/usr/lib/postgresql/NN/bin`.
 //!
-//! Building is cached: when the tag exists, [`ensure`] returns at once. A
-//! failed build leaves neither a tag nor a temporary file behind.
+//! The image records the exact server package it holds: the label
+//! [`VERSION_LABEL`] carries the Debian package version (e.g.
+//! `15.18-0+deb12u1`), and a second tag names the server version
+//! (`drr/postgres:15.18`), which a spec can pin with `.image(...)`.
+//!
+//! Building is cached: when the tag exists and records its version,
+//! [`ensure`] returns at once; an image without the label (built by an
+//! older drr) is rebuilt. A failed build leaves neither a tag nor a
+//! temporary file behind.
 
 use std::path::Path;
 
@@ -28,6 +35,10 @@ pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Label on every image drr builds; its value is the major version.
 pub const IMAGE_LABEL: &str = "dev.drr.image";
 
+/// Label carrying the Debian version of the server package in the image,
+/// e.g. `15.18-0+deb12u1`.
+pub const VERSION_LABEL: &str = "dev.drr.postgres-version";
+
 /// Programs drr's entrypoint and health check need inside the image.
 const REQUIRED: &[&str] = &["sh", "mv", "rm", "mktemp", "printf"];
 
@@ -45,12 +56,65 @@ pub fn exists(image: &str) -> Result<bool> {
         .is_ok())
 }
 
-/// Builds [`local_tag`] for `major` unless it exists; returns the tag.
+/// The tag naming the server version an image holds, e.g.
+/// `drr/postgres:15.18` for package version `15.18-0+deb12u1`.
+pub fn version_tag(major: u16, package_version: &str) -> String {
+    format!(
+        "drr/postgres:{}",
+        upstream(package_version).unwrap_or(&major.to_string())
+    )
+}
+
+/// The server version of a Debian package version: `15.18` of
+/// `15.18-0+deb12u1` (an epoch such as `1:` dropped); `None` when it is
+/// not a package version (Debian allows letters, digits and `.+~:-`, and
+/// the version starts with a digit).
+pub fn upstream(package_version: &str) -> Option<&str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".+~:-".contains(c);
+    if !package_version.chars().all(allowed) {
+        return None;
+    }
+    let version = package_version
+        .split_once(':')
+        .map_or(package_version, |(_, rest)| rest);
+    let version = version.split('-').next().unwrap_or(version);
+    version
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then_some(version)
+}
+
+/// The server package version `image` records in [`VERSION_LABEL`];
+/// `None` when it has no such label (not built by drr, or by an older one).
+pub fn package_version(image: &str) -> Result<Option<String>> {
+    let format = format!("{{{{index .Config.Labels \"{VERSION_LABEL}\"}}}}");
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", &format, image])
+        .read()
+        .with_context(|| format!("cannot read the labels of image {image}"))?;
+    let version = out.trim();
+    Ok((!version.is_empty() && version != "<no value>").then(|| version.to_owned()))
+}
+
+/// Builds [`local_tag`] for `major` unless it exists and records its
+/// server version (see the module docs); returns the tag.
 pub fn ensure(major: u16, progress: &mut Progress) -> Result<String> {
     let tag = local_tag(major);
     if exists(&tag)? {
-        progress.record(&format!("{tag} is already built"), Default::default());
-        return Ok(tag);
+        match package_version(&tag)? {
+            Some(version) => {
+                let versioned = version_tag(major, &version);
+                progress.step(
+                    &format!(
+                        "{tag} is already built (postgresql-{major} {version}, also {versioned})"
+                    ),
+                    || retag(&tag, &versioned),
+                )?;
+                return Ok(tag);
+            }
+            None => progress.note(&format!(
+                "{tag} records no server version (an older drr built it): building it again"
+            )),
+        }
     }
     let suite = suite(major)?;
     let mmdebstrap = which("mmdebstrap").context(
@@ -63,22 +127,42 @@ pub fn ensure(major: u16, progress: &mut Progress) -> Result<String> {
         .tempdir()
         .context("cannot create a temporary directory for the root filesystem")?;
     let tar = dir.path().join("rootfs.tar");
+    let version_file = dir.path().join("version");
     progress.step(
         &format!("mmdebstrap {suite} with postgresql-{major} from {mirror}"),
-        || rootfs(&mmdebstrap, major, suite, &mirror, &tar),
+        || rootfs(&mmdebstrap, major, suite, &mirror, &tar, &version_file),
     )?;
-    progress.step(&format!("docker import {tag}"), || {
-        import(major, &tar, &tag)
-    })?;
+    let version = std::fs::read_to_string(&version_file)
+        .with_context(|| format!("cannot read {}", version_file.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        upstream(&version).is_some(),
+        "the root filesystem reports `{version}` as the version of postgresql-{major}, which is \
+         not a package version; check the mirror ({MIRROR_ENV}) and run `cargo xtask image` again"
+    );
+    progress.step(
+        &format!("docker import {tag} (postgresql-{major} {version})"),
+        || import(major, &version, &tar, &tag),
+    )?;
     drop(dir);
-    progress.step(&format!("check {tag}"), || {
-        let checked = verify(major, &tag);
+    let versioned = version_tag(major, &version);
+    progress.step(&format!("check {tag}, tag {versioned}"), || {
+        let checked = verify(major, &version, &tag).and_then(|()| retag(&tag, &versioned));
         if checked.is_err() {
             let _ = Command::new("docker").args(["image", "rm", &tag]).read();
         }
         checked
     })?;
     Ok(tag)
+}
+
+/// Points `versioned` at the image `tag` names.
+fn retag(tag: &str, versioned: &str) -> Result<()> {
+    Command::new("docker")
+        .args(["tag", tag, versioned])
+        .read()
+        .map(drop)
 }
 
 /// The Debian release that packages `major` (Debian carries one major per
@@ -95,8 +179,16 @@ fn suite(major: u16) -> Result<&'static str> {
     }
 }
 
-/// `mmdebstrap` into `tar`: apt, the server package, no "main" cluster.
-fn rootfs(mmdebstrap: &Path, major: u16, suite: &str, mirror: &str, tar: &Path) -> Result<()> {
+/// `mmdebstrap` into `tar`: apt, the server package, no "main" cluster;
+/// the package's exact version is written to `version_file`.
+fn rootfs(
+    mmdebstrap: &Path,
+    major: u16,
+    suite: &str,
+    mirror: &str,
+    tar: &Path,
+    version_file: &Path,
+) -> Result<()> {
     // Before any package installs: postgresql-common reads this file when
     // its postinst would create (and start) the default cluster.
     let no_cluster = "mkdir -p \"$1/etc/postgresql-common\" && \
@@ -106,12 +198,19 @@ fn rootfs(mmdebstrap: &Path, major: u16, suite: &str, mirror: &str, tar: &Path) 
         "rm -rf \"$1/var/lib/postgresql/{major}\" \"$1/etc/postgresql/{major}\" && \
          chroot \"$1\" chown postgres:postgres /var/lib/postgresql"
     );
+    // Hooks run as shell commands: the path is single-quoted (the name of a
+    // temporary directory has no quote in it).
+    let record = format!(
+        "chroot \"$1\" dpkg-query --showformat='${{Version}}' --show postgresql-{major} > '{}'",
+        version_file.display()
+    );
     Command::new(mmdebstrap)
         .args([
             "--variant=apt".to_owned(),
             format!("--include=postgresql-{major}"),
             format!("--essential-hook={no_cluster}"),
             format!("--customize-hook={tidy}"),
+            format!("--customize-hook={record}"),
             "--dpkgopt=path-exclude=/usr/share/doc/*".to_owned(),
             "--dpkgopt=path-exclude=/usr/share/man/*".to_owned(),
             "--aptopt=Acquire::Retries \"3\"".to_owned(),
@@ -124,8 +223,9 @@ fn rootfs(mmdebstrap: &Path, major: u16, suite: &str, mirror: &str, tar: &Path) 
         .context("cannot build the root filesystem; check that the mirror is reachable (set DRR_DEBIAN_MIRROR to use another)")
 }
 
-/// `docker import` with the settings a Dockerfile would give.
-fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
+/// `docker import` with the settings a Dockerfile would give, and the
+/// package version as [`VERSION_LABEL`].
+fn import(major: u16, version: &str, tar: &Path, tag: &str) -> Result<()> {
     let bin = crate::render::postgres::server_bindir(major);
     let changes = [
         "USER postgres".to_owned(),
@@ -133,6 +233,7 @@ fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
         format!("ENV PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         "ENV LANG=C.UTF-8".to_owned(),
         format!("LABEL {IMAGE_LABEL}={major}"),
+        format!("LABEL {VERSION_LABEL}={version}"),
         "CMD [\"postgres\"]".to_owned(),
     ];
     let mut command = Command::new("docker").args(["import"]);
@@ -142,7 +243,7 @@ fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
     command
         .args([
             "--message".to_owned(),
-            format!("drr: Debian with postgresql-{major}, built by `cargo xtask image`"),
+            format!("drr: Debian with postgresql-{major} {version}, built by `cargo xtask image`"),
         ])
         .args([tar.as_os_str()])
         .args([tag])
@@ -150,12 +251,16 @@ fn import(major: u16, tar: &Path, tag: &str) -> Result<()> {
         .map(drop)
 }
 
-/// Runs the image once: the server binaries answer and the entrypoint's
-/// tools exist, as the `postgres` user that owns `/var/lib/postgresql`.
-fn verify(major: u16, tag: &str) -> Result<()> {
+/// Runs the image once: the server binaries answer, the entrypoint's tools
+/// exist, as the `postgres` user that owns `/var/lib/postgresql`, and the
+/// installed package is the `version` the label records.
+fn verify(major: u16, version: &str, tag: &str) -> Result<()> {
     let bin = crate::render::postgres::server_bindir(major);
     let mut script =
         String::from("set -e; test \"$(stat -c %U /var/lib/postgresql)\" = postgres; ");
+    script.push_str(&format!(
+        "test \"$(dpkg-query --showformat='${{Version}}' --show postgresql-{major})\" = '{version}'; "
+    ));
     script.push_str("test ! -e /var/lib/postgresql/");
     script.push_str(&major.to_string());
     script.push_str("; ");
@@ -284,6 +389,16 @@ mod tests {
             mirror_in_one_line("deb-src http://x/debian bookworm main"),
             None
         );
+    }
+
+    #[test]
+    fn package_versions_name_the_server_version() {
+        assert_eq!(upstream("15.18-0+deb12u1"), Some("15.18"));
+        assert_eq!(upstream("1:17.7-3"), Some("17.7"));
+        assert_eq!(upstream("15.18"), Some("15.18"));
+        assert_eq!(upstream("dpkg-query: no packages found"), None);
+        assert_eq!(upstream("15.18'; rm -rf /"), None);
+        assert_eq!(version_tag(15, "15.18-0+deb12u1"), "drr/postgres:15.18");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! **Architecture Invariant:** this module and [`image`] are the only code
 //! that runs Docker.
 
+pub mod choice;
 mod engine;
 pub mod image;
 
@@ -64,32 +65,19 @@ impl<'p> Compose<'p> {
         self.project.spec()
     }
 
+    /// The project this stack runs.
+    pub fn project(&self) -> &'p Project {
+        self.project
+    }
+
     /// The compose tool in use.
     pub fn tool(&self) -> &Tool {
         &self.tool
     }
 
-    /// The image the services run, and whether it is on this machine:
-    /// `DRR_IMAGE` when set; else the spec's when it is here; else the one
-    /// `cargo xtask image` builds, when that is (no registry can be reached
-    /// from many machines drr runs on); else the spec's, for `up` to pull.
-    fn image(&self) -> Result<(String, bool)> {
-        if let Some(image) = std::env::var(IMAGE_ENV)
-            .ok()
-            .filter(|i| !i.trim().is_empty())
-        {
-            let here = image::exists(&image)?;
-            return Ok((image, here));
-        }
-        let spec = self.spec();
-        if image::exists(&spec.image)? {
-            return Ok((spec.image.clone(), true));
-        }
-        let local = image::local_tag(spec.postgres_major);
-        if image::exists(&local)? {
-            return Ok((local, true));
-        }
-        Ok((spec.image.clone(), false))
+    /// The image the services run (see [`choice`]).
+    pub fn image(&self) -> Result<choice::ImageChoice> {
+        choice::for_spec(self.spec())
     }
 
     /// The engine filter for this stack's containers and volumes.
@@ -104,7 +92,7 @@ impl<'p> Compose<'p> {
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString>,
     {
-        let file = self.project.compose_dir().join("docker-compose.yaml");
+        let file = compose_file(self.project);
         let mut command = self
             .tool
             .command()
@@ -141,7 +129,14 @@ impl<'p> Compose<'p> {
                 left.volume
             );
         }
-        let (image, here) = self.image()?;
+        let choice::ImageChoice {
+            image,
+            here,
+            warning,
+        } = self.image()?;
+        if let Some(warning) = warning {
+            eprintln!("warning: {warning}");
+        }
         if !here {
             progress.step(&format!("pull {image}"), || {
                 self.compose(["pull", "--quiet"]).env(IMAGE_ENV, &image).read().map(drop).with_context(|| {
@@ -372,6 +367,23 @@ impl<'p> Compose<'p> {
         })
     }
 
+    /// `down` for `cargo xtask down --all`: stops the spec's compose
+    /// project when there is a compose file and a Docker engine answers;
+    /// otherwise says why there is nothing to stop.
+    pub fn down_if_reachable(project: &Project, progress: &mut Progress) -> Result<()> {
+        if !compose_file(project).is_file() {
+            progress.note("no compose stack: the workspace has no compose/docker-compose.yaml");
+            return Ok(());
+        }
+        match Compose::open(project) {
+            Ok(compose) => compose.down(progress),
+            Err(e) => {
+                progress.note(&format!("no compose stack stopped: {e:#}"));
+                Ok(())
+            }
+        }
+    }
+
     /// Removes the containers, the network and the volumes: all the data,
     /// that of nodes which left the spec included (`down --volumes` knows
     /// only the volumes the compose file declares).
@@ -447,6 +459,11 @@ struct NodeVolume {
     /// `primary` or `replica` ([`ROLE_LABEL`]); empty on volumes made
     /// before drr labelled them.
     role: String,
+}
+
+/// The generated compose file of `project`.
+fn compose_file(project: &Project) -> std::path::PathBuf {
+    project.compose_dir().join("docker-compose.yaml")
 }
 
 impl Servers for Compose<'_> {

@@ -10,6 +10,7 @@
 mod bootstrap;
 mod process;
 mod state;
+mod sweep;
 mod template;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
+pub use sweep::down_all;
 
 use crate::command::Command;
 use crate::host::{Binaries, ServerUser};
@@ -74,6 +76,11 @@ impl<'p> Native<'p> {
         })
     }
 
+    /// The project this stack runs.
+    pub fn project(&self) -> &'p Project {
+        self.project
+    }
+
     /// The state directory.
     pub fn state(&self) -> &StateDir {
         &self.state
@@ -100,7 +107,7 @@ impl<'p> Native<'p> {
 
     /// [`Native::up`], allowed to do what `options` allow.
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock(self.user.as_ref())?;
         let spec = self.spec();
         let secrets = Secrets::load_or_create(&self.project.secrets_dir())?;
         let bins = Binaries::find(spec.postgres_major)?;
@@ -384,7 +391,7 @@ impl<'p> Native<'p> {
         let node = member.node();
         let data = self.state.data_dir(&node.name);
         let log = self.state.log_file(&node.name);
-        if let Some(pid) = process::running_pid(&data) {
+        if process::running_pid(&data).is_some() {
             if !config_changed {
                 return Ok(());
             }
@@ -393,7 +400,7 @@ impl<'p> Native<'p> {
                 return progress.step(&format!("reload {}", node.name), || Ok(()));
             }
             progress.step(&format!("stop {} to restart it", node.name), || {
-                process::stop(&[pid], STOP_TIMEOUT)
+                process::stop(&[&data], STOP_TIMEOUT)
             })?;
         }
         let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
@@ -535,26 +542,28 @@ impl<'p> Native<'p> {
 
     /// Stops a node and deletes its directory.
     fn remove_node(&self, name: &str) -> Result<()> {
-        let data = self.state.data_dir(name);
-        if let Some(pid) = process::running_pid(&data) {
-            process::stop(&[pid], STOP_TIMEOUT)?;
-        }
+        process::stop(&[&self.state.data_dir(name)], STOP_TIMEOUT)?;
         let dir = self.state.node_dir(name);
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
     }
 
     /// Fast shutdown of every node; data is kept.
     pub fn down(&self, progress: &mut Progress) -> Result<()> {
-        let _lock = self.state.lock()?;
-        let pids: Vec<i32> = self
+        let _lock = self.state.lock(self.user.as_ref())?;
+        let running: Vec<std::path::PathBuf> = self
             .state
             .existing_nodes()?
             .iter()
-            .filter_map(|name| process::running_pid(&self.state.data_dir(name)))
+            .map(|name| self.state.data_dir(name))
+            .filter(|data| process::running_pid(data).is_some())
             .collect();
-        progress.step(&format!("stop {} node(s)", pids.len()), || {
-            process::stop(&pids, STOP_TIMEOUT)
-        })
+        let dirs: Vec<&std::path::Path> = running.iter().map(|d| d.as_path()).collect();
+        let label = format!(
+            "stop {} node(s) in {}",
+            dirs.len(),
+            self.state.root().display()
+        );
+        progress.step(&label, || process::stop(&dirs, STOP_TIMEOUT))
     }
 
     /// Stops every node and deletes the state directory (never anything
@@ -631,7 +640,7 @@ impl Servers for Native<'_> {
         let data = self.state.data_dir(node);
         let log = self.state.log_file(node);
         let said = self.recent_log(node);
-        if process::server_failed(&said) || process::dead_pid(&data).is_some() {
+        if process::server_failed(&said) || process::stale_pid(&data).is_some() {
             anyhow::bail!(
                 "node `{node}` failed to start; its log ({}) says:\n{}",
                 log.display(),

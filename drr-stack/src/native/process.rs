@@ -1,4 +1,11 @@
 //! Starting and stopping one Postgres server process.
+//!
+//! drr signals a process only when it serves the data directory in question:
+//! the pid recorded in `postmaster.pid` must be a live process named
+//! `postgres` whose working directory is that data directory (the
+//! postmaster changes into it before it writes the file). After a reboot,
+//! or once a killed server's pid is reused, the file names someone else's
+//! process: that pid file is stale, and `start` removes it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,19 +18,28 @@ use crate::command::Command;
 use crate::host::Binaries;
 use crate::host::ServerUser;
 
-/// The pid of the postmaster that owns `data_dir`, if one is running.
+/// The pid of the postmaster that serves `data_dir`, if one is running.
 pub fn running_pid(data_dir: &Path) -> Option<i32> {
-    recorded_pid(data_dir).filter(|&pid| is_postgres(pid))
+    recorded_pid(data_dir).filter(|&pid| serves(pid, data_dir))
 }
 
-/// The pid in `postmaster.pid` when that process is gone (a killed server).
-pub fn dead_pid(data_dir: &Path) -> Option<i32> {
-    recorded_pid(data_dir).filter(|&pid| !is_postgres(pid))
+/// The pid in `postmaster.pid` when no postmaster of `data_dir` runs under
+/// it: the server was killed, or the pid now belongs to another process.
+pub fn stale_pid(data_dir: &Path) -> Option<i32> {
+    recorded_pid(data_dir).filter(|&pid| !serves(pid, data_dir))
 }
 
 fn recorded_pid(data_dir: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
     text.lines().next()?.trim().parse().ok()
+}
+
+/// Whether `pid` is a live Postgres process working in `data_dir`.
+fn serves(pid: i32, data_dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(data_dir) else {
+        return false;
+    };
+    is_postgres(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
 }
 
 /// Whether log text shows the server itself giving up: a FATAL or PANIC
@@ -58,8 +74,9 @@ fn is_postgres(pid: i32) -> bool {
 }
 
 /// Starts the server of `data_dir` in the background (`pg_ctl start`
-/// without waiting; readiness is checked over TCP by the caller). A
-/// `postmaster.pid` left by a killed server is removed first.
+/// without waiting; readiness is checked over TCP by the caller). A stale
+/// `postmaster.pid` is removed first: Postgres would refuse to start while
+/// the pid it names is alive, even when that process is not a server.
 pub fn start(
     bins: &Binaries,
     data_dir: &Path,
@@ -67,7 +84,7 @@ pub fn start(
     user: Option<&ServerUser>,
 ) -> Result<()> {
     let pid_file = data_dir.join("postmaster.pid");
-    if dead_pid(data_dir).is_some() {
+    if stale_pid(data_dir).is_some() {
         std::fs::remove_file(&pid_file)
             .with_context(|| format!("cannot remove the stale {}", pid_file.display()))?;
     }
@@ -81,33 +98,46 @@ pub fn start(
     Ok(())
 }
 
-/// Fast shutdown (SIGINT) of `pids`, waiting until all have exited; after
-/// `timeout` an immediate shutdown (SIGQUIT) finishes the job.
-pub fn stop(pids: &[i32], timeout: Duration) -> Result<()> {
-    for &pid in pids {
+/// Fast shutdown (SIGINT) of the servers of `data_dirs` that run, waiting
+/// until all have exited; after `timeout` an immediate shutdown (SIGQUIT)
+/// finishes the job. Only processes that serve one of these directories are
+/// ever signalled.
+pub fn stop(data_dirs: &[&Path], timeout: Duration) -> Result<()> {
+    let servers: Vec<(i32, &Path)> = data_dirs
+        .iter()
+        .filter_map(|&dir| running_pid(dir).map(|pid| (pid, dir)))
+        .collect();
+    let running = || {
+        servers
+            .iter()
+            .filter(|(pid, dir)| serves(*pid, dir))
+            .map(|(pid, _)| *pid)
+            .collect::<Vec<i32>>()
+    };
+    for &(pid, _) in &servers {
         let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
     }
-    let deadline = Instant::now() + timeout;
-    while pids.iter().any(|&pid| is_postgres(pid)) {
-        if Instant::now() > deadline {
-            for &pid in pids.iter().filter(|&&pid| is_postgres(pid)) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            let left: Vec<i32> = pids
-                .iter()
-                .copied()
-                .filter(|&pid| is_postgres(pid))
-                .collect();
-            anyhow::ensure!(
-                left.is_empty(),
-                "servers {left:?} did not stop; kill them and retry"
-            );
+    // After `timeout`, SIGQUIT; after a little longer, give up.
+    let quit_at = Instant::now() + timeout;
+    let give_up_at = quit_at + Duration::from_secs(2);
+    let mut quit = false;
+    loop {
+        let left = running();
+        if left.is_empty() {
             return Ok(());
         }
+        if !quit && Instant::now() > quit_at {
+            for &pid in &left {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+            }
+            quit = true;
+        }
+        anyhow::ensure!(
+            Instant::now() < give_up_at,
+            "servers {left:?} did not stop; kill them and retry"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(())
 }
 
 /// What a log file gained after byte `offset`.
@@ -142,8 +172,10 @@ mod tests {
     }
 
     #[test]
-    fn this_test_process_is_not_postgres() {
+    fn this_test_process_serves_no_data_directory() {
+        let here = std::env::current_dir().unwrap();
         assert!(!is_postgres(std::process::id() as i32));
-        assert!(!is_postgres(i32::MAX));
+        assert!(!serves(std::process::id() as i32, &here));
+        assert!(!serves(i32::MAX, &here));
     }
 }

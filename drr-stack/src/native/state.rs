@@ -12,6 +12,9 @@
 //! When drr runs as root and the server user cannot reach the workspace
 //! (a checkout under a private home directory), it is
 //! `/var/tmp/drr-<hash of the workspace path>/<stack>` instead.
+//!
+//! drr uses the state and cache directories (and that `/var/tmp` home) only
+//! when it created them: see [`crate::host::dirs`].
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::host::{ServerUser, give};
+use crate::host::{ServerUser, dirs, give};
 use crate::project::Project;
 
 /// Overrides the state directory of the stack.
@@ -33,20 +36,19 @@ pub const CACHE_DIR_ENV: &str = "DRR_CACHE_DIR";
 pub struct StateDir {
     root: PathBuf,
     cache: PathBuf,
+    /// `/var/tmp/drr-<hash>` when drr falls back to it.
+    shared_home: Option<PathBuf>,
 }
 
 impl StateDir {
     /// Resolves (but does not create) the directories for `project`.
     pub fn resolve(project: &Project, user: Option<&ServerUser>) -> Result<StateDir> {
         let preferred = project.root().join("target").join("drr");
-        let home = match user {
-            Some(user) if !user.can_reach(&preferred.join("x")) => {
-                let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
-                let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-                PathBuf::from(format!("/var/tmp/drr-{tag}"))
-            }
-            _ => preferred,
+        let shared_home = match user {
+            Some(user) if !user.can_reach(&preferred.join("x")) => Some(shared_home(project)),
+            _ => None,
         };
+        let home = shared_home.clone().unwrap_or(preferred);
         let root = env_path(STATE_DIR_ENV).unwrap_or_else(|| home.join(&project.spec().name));
         let cache = env_path(CACHE_DIR_ENV).unwrap_or_else(|| home.join("cache"));
         if let Some(user) = user {
@@ -61,7 +63,23 @@ impl StateDir {
                 }
             }
         }
-        Ok(StateDir { root, cache })
+        Ok(StateDir {
+            root,
+            cache,
+            shared_home,
+        })
+    }
+
+    /// Every native state directory of `project`'s workspace, whichever
+    /// stack it belongs to: each one under `<workspace>/target/drr` and under
+    /// its `/var/tmp` fallback home, and `$DRR_STATE_DIR`. A directory counts
+    /// when it holds `nodes/` or a `lock` file, so the cache does not.
+    pub fn all_roots(project: &Project) -> Result<Vec<PathBuf>> {
+        let homes = [
+            project.root().join("target").join("drr"),
+            shared_home(project),
+        ];
+        state_roots(&homes, env_path(STATE_DIR_ENV))
     }
 
     /// Explicit directories (tests, benchmarks, embedding tools).
@@ -69,6 +87,7 @@ impl StateDir {
         StateDir {
             root: root.into(),
             cache: cache.into(),
+            shared_home: None,
         }
     }
 
@@ -122,9 +141,38 @@ impl StateDir {
         Ok(names)
     }
 
-    /// Takes the stack's lock, waiting for a concurrent command to finish.
-    pub fn lock(&self) -> Result<StateLock> {
-        mkdir(&self.root, None)?;
+    /// Creates the state directory, or checks that drr made it (see
+    /// [`dirs::claim`]); `user` runs the servers.
+    pub fn claim_root(&self, user: Option<&ServerUser>) -> Result<()> {
+        self.claim(&self.root, user).with_context(|| {
+            format!(
+                "cannot use {} as the stack's state directory (set {STATE_DIR_ENV} to choose another)",
+                self.root.display()
+            )
+        })
+    }
+
+    /// Creates the template cache, or checks that drr made it.
+    pub fn claim_cache(&self, user: Option<&ServerUser>) -> Result<()> {
+        self.claim(&self.cache, user).with_context(|| {
+            format!(
+                "cannot use {} as the template cache (set {CACHE_DIR_ENV} to choose another)",
+                self.cache.display()
+            )
+        })
+    }
+
+    fn claim(&self, dir: &Path, user: Option<&ServerUser>) -> Result<()> {
+        if let Some(home) = self.shared_home.as_deref().filter(|h| dir.starts_with(h)) {
+            dirs::claim(home, user)?;
+        }
+        dirs::claim(dir, user)
+    }
+
+    /// Takes the stack's lock (claiming the state directory first), waiting
+    /// for a concurrent command to finish.
+    pub fn lock(&self, user: Option<&ServerUser>) -> Result<StateLock> {
+        self.claim_root(user)?;
         let path = self.root.join("lock");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -167,8 +215,69 @@ pub fn mkdir(dir: &Path, user: Option<&ServerUser>) -> Result<()> {
     give(user, dir)
 }
 
+/// The state directories among the entries of `homes`, and `extra` when
+/// it exists; each once, in name order.
+fn state_roots(homes: &[PathBuf], extra: Option<PathBuf>) -> Result<Vec<PathBuf>> {
+    let mut roots = Vec::new();
+    for home in homes {
+        let entries = match fs::read_dir(home) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", home.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot list {}", home.display()))?
+                .path();
+            let is_state = path.join("nodes").is_dir() || path.join("lock").is_file();
+            if is_state && !path.is_symlink() {
+                roots.push(path);
+            }
+        }
+    }
+    roots.extend(extra.filter(|dir| dir.is_dir()));
+    let mut seen = std::collections::BTreeSet::new();
+    roots.retain(|dir| seen.insert(fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())));
+    roots.sort();
+    Ok(roots)
+}
+
+/// `/var/tmp/drr-<hash of the workspace path>`: where a root-run stack
+/// lives when the server user cannot reach the workspace.
+fn shared_home(project: &Project) -> PathBuf {
+    let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/var/tmp/drr-{tag}"))
+}
+
 fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_roots_are_the_stacks_not_the_cache_nor_files() {
+        let base = tempfile::tempdir().unwrap();
+        let home = base.path().join("target/drr");
+        for dir in ["a/nodes", "b", "cache/template-x", "bench"] {
+            fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        fs::write(home.join("b/lock"), "").unwrap();
+        fs::write(home.join("nextest.toml"), "").unwrap();
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let missing = base.path().join("missing");
+        let roots = state_roots(&[home.clone(), missing.clone()], Some(elsewhere.clone())).unwrap();
+        assert_eq!(roots, [elsewhere, home.join("a"), home.join("b")]);
+        // $DRR_STATE_DIR inside a home counts once; a missing one not at all.
+        let roots = state_roots(std::slice::from_ref(&home), Some(home.join("a"))).unwrap();
+        assert_eq!(roots, [home.join("a"), home.join("b")]);
+        let none = state_roots(std::slice::from_ref(&missing), Some(missing.clone())).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
 }

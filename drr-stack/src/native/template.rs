@@ -45,7 +45,7 @@ pub fn ensure(
     if dir.join("global").join("pg_control").is_file() {
         return Ok(dir);
     }
-    mkdir(state.cache(), user)?;
+    state.claim_cache(user)?;
     // A private scratch directory per build: concurrent builds (of the same
     // or other stacks) never share a file.
     let scratch = tempfile::Builder::new()
