@@ -16,9 +16,11 @@
 //! tests with their own spec. Summaries, formatting and the chart are pure
 //! functions of a [`ProbeReport`].
 
+mod collect;
 mod measure;
 mod report;
 mod svg;
+mod tasks;
 
 use std::path::PathBuf;
 use std::time::Duration;

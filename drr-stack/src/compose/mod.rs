@@ -15,6 +15,7 @@
 pub mod choice;
 mod engine;
 pub mod image;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::readiness::{self, CannotStream, Servers};
-use crate::render::compose::{IMAGE_ENV, ROLE_LABEL, node_of_volume};
+use crate::render::compose::IMAGE_ENV;
 use crate::render::entrypoint::NODE_CONFIG_DIR;
 use crate::render::postgres;
 use crate::secrets::Secrets;
@@ -275,79 +276,6 @@ impl<'p> Compose<'p> {
             .with_context(|| format!("the container of node `{node}` is not running"))
     }
 
-    /// Nodes that left the spec: their containers went with
-    /// `--remove-orphans`; this drops their slots, which would otherwise
-    /// keep WAL on the primary forever, and removes their volumes.
-    async fn remove_dropped(
-        &self,
-        admin: &tokio_postgres::Client,
-        dropped: &[NodeVolume],
-        progress: &mut Progress,
-    ) -> Result<()> {
-        for left in dropped {
-            pg::drop_slot(admin, &left.node).await?;
-            progress.step(
-                &format!("remove {} (slot and volume {})", left.node, left.volume),
-                || {
-                    Command::new("docker")
-                        .args(["volume", "rm", &left.volume])
-                        .read()
-                        .map(drop)
-                },
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Every node volume of this compose project.
-    fn volumes(&self) -> Result<Vec<NodeVolume>> {
-        let out = Command::new("docker")
-            .args([
-                "volume",
-                "ls",
-                "--filter",
-                &self.project_filter(),
-                "--format",
-            ])
-            .args([format!(
-                "{{{{.Name}}}}\t{{{{.Label \"com.docker.compose.volume\"}}}}\t{{{{.Label \"{ROLE_LABEL}\"}}}}"
-            )])
-            .read()
-            .context("cannot list the stack's volumes")?;
-        Ok(out
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split('\t');
-                let volume = fields.next()?;
-                let node = node_of_volume(fields.next()?)?;
-                Some(NodeVolume {
-                    node: node.to_owned(),
-                    volume: volume.to_owned(),
-                    role: fields.next().unwrap_or_default().to_owned(),
-                })
-            })
-            .collect())
-    }
-
-    /// The volumes of nodes that are not in the spec.
-    fn dropped_volumes(&self) -> Result<Vec<NodeVolume>> {
-        let spec = self.spec();
-        Ok(self
-            .volumes()?
-            .into_iter()
-            .filter(|v| spec.nodes().all(|n| n.name != v.node))
-            .collect())
-    }
-
-    /// The name of `node`'s volume.
-    fn volume(&self, node: &str) -> Result<String> {
-        self.volumes()?
-            .into_iter()
-            .find(|v| v.node == node)
-            .map(|v| v.volume)
-            .with_context(|| format!("node `{node}` has no volume"))
-    }
-
     /// Waits until every node accepts the superuser over TCP; returns the
     /// primary's client.
     async fn wait_logins(&self) -> Result<tokio_postgres::Client> {
@@ -449,16 +377,6 @@ impl<'p> Compose<'p> {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-/// A node's data volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeVolume {
-    node: String,
-    volume: String,
-    /// `primary` or `replica` ([`ROLE_LABEL`]); empty on volumes made
-    /// before drr labelled them.
-    role: String,
 }
 
 /// The generated compose file of `project`.

@@ -8,7 +8,9 @@
 //! streams.
 
 mod bootstrap;
+mod node;
 mod process;
+mod repair;
 mod state;
 mod sweep;
 mod template;
@@ -21,15 +23,13 @@ use anyhow::{Context, Result};
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
 pub use sweep::down_all;
 
-use crate::command::Command;
 use crate::host::{Binaries, ServerUser};
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::readiness::{self, CannotStream, Servers};
-use crate::render::{postgres, standby};
+use crate::readiness;
 use crate::secrets::Secrets;
-use crate::spec::{Backend, Member, StackSpec};
+use crate::spec::{Member, StackSpec};
 use crate::stack::UpOptions;
 
 use bootstrap::Bootstrap;
@@ -178,7 +178,7 @@ impl<'p> Native<'p> {
             let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
             std::fs::write(&marker, &bootstrap.digest)
                 .with_context(|| format!("cannot write {}", marker.display()))?;
-            let lineage = new_lineage()?;
+            let lineage = node::new_lineage()?;
             for name in &names {
                 let file = self.state.lineage_file(name);
                 std::fs::write(&file, &lineage)
@@ -187,64 +187,6 @@ impl<'p> Native<'p> {
             Ok(())
         })?;
         Ok(replicas.into_iter().map(str::to_owned).collect())
-    }
-
-    /// Before the replicas start: a replica whose data descends from another
-    /// primary than this one (a primary made anew) loses it, to be rebuilt
-    /// from the primary; every other replica with data gets a usable slot
-    /// on the primary (so the primary keeps the WAL it needs): a missing
-    /// slot is created (silently for replicas just copied from the
-    /// template; a failed earlier `up` can leave others without one), and a
-    /// replica whose slot was invalidated loses its data, to be rebuilt.
-    async fn repair_replicas(
-        &self,
-        admin: &tokio_postgres::Client,
-        cold: &[String],
-        progress: &mut Progress,
-    ) -> Result<()> {
-        let slots = pg::streaming(admin).await?;
-        let lineage = |node: &str| std::fs::read_to_string(self.state.lineage_file(node)).ok();
-        let primary = lineage(&self.spec().primary.name);
-        for replica in &self.spec().replicas {
-            let name = replica.node.name.as_str();
-            if !self.state.data_dir(name).exists() {
-                continue;
-            }
-            let own = lineage(name);
-            if primary.is_some() && own.is_some() && own != primary {
-                progress.step(
-                    &format!(
-                        "remove {name} to rebuild it: its data is a copy of an earlier primary, \
-                         not of this one"
-                    ),
-                    || self.remove_node(name),
-                )?;
-                continue;
-            }
-            match slots.iter().find(|s| s.slot == name) {
-                None if cold.iter().any(|c| c == name) => pg::create_slot(admin, name).await?,
-                None => {
-                    let started = std::time::Instant::now();
-                    pg::create_slot(admin, name).await?;
-                    progress.record(
-                        &format!("recreate the missing replication slot of {name}"),
-                        started.elapsed(),
-                    );
-                }
-                Some(slot) if slot.is_lost() => {
-                    progress.step(
-                        &format!(
-                            "remove {name} to rebuild it: its replication slot was invalidated, \
-                             having held more WAL than the spec's slot_wal_limit_mb allows"
-                        ),
-                        || self.remove_node(name),
-                    )?;
-                    pg::drop_slot(admin, name).await?;
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
     }
 
     /// Creates every replica without data by a base backup of the primary.
@@ -273,149 +215,6 @@ impl<'p> Native<'p> {
         })
     }
 
-    /// Waits until every replica streams. A replica whose log says it can
-    /// never stream as it is (its data no longer fits the primary's) is
-    /// rebuilt from the primary, once, and said so.
-    async fn wait_streaming(
-        &self,
-        bins: &Binaries,
-        secrets: &Secrets,
-        admin: &tokio_postgres::Client,
-        progress: &mut Progress,
-    ) -> Result<()> {
-        let spec = self.spec();
-        let mut rebuilt = Vec::new();
-        loop {
-            let started = std::time::Instant::now();
-            let error =
-                match readiness::wait_replicas(spec, secrets, admin, self, READY_TIMEOUT).await {
-                    Ok(()) => {
-                        progress.record("replicas stream", started.elapsed());
-                        return Ok(());
-                    }
-                    Err(error) => error,
-                };
-            let Some(cannot) = error.downcast_ref::<CannotStream>() else {
-                return Err(error);
-            };
-            let name = cannot.replica.clone();
-            let Some(replica) = spec
-                .find_replica(&name)
-                .filter(|_| !rebuilt.contains(&name))
-            else {
-                return Err(error);
-            };
-            progress.step(
-                &format!("remove {name} to rebuild it: {}", cannot.reason),
-                || self.remove_node(&name),
-            )?;
-            rebuilt.push(name.clone());
-            pg::drop_slot(admin, &name).await?;
-            progress.step(&format!("base backup {name}"), || {
-                self.base_backup(bins, secrets, &name)
-            })?;
-            self.sync_config(Member::Replica(replica))?;
-            self.run_node(bins, Member::Replica(replica), false, secrets, progress)
-                .await?;
-        }
-    }
-
-    /// Fails before anything changes when a data directory is foreign,
-    /// corrupted or of another major version.
-    fn check_data_dirs(&self) -> Result<()> {
-        for node in self.spec().nodes() {
-            let data = self.state.data_dir(&node.name);
-            if !data.exists() {
-                continue;
-            }
-            let version = std::fs::read_to_string(data.join("PG_VERSION")).ok();
-            let complete = data.join("global").join("pg_control").is_file();
-            match version {
-                Some(v) if complete && v.trim() == self.spec().postgres_major.to_string() => {}
-                Some(v) if complete => anyhow::bail!(
-                    "{} holds a Postgres {} data directory but the spec says Postgres {}; set the spec back, \
-                     or run `cargo xtask destroy` to start over (this deletes the stack's data)",
-                    data.display(),
-                    v.trim(),
-                    self.spec().postgres_major
-                ),
-                _ => anyhow::bail!(
-                    "{} is not a complete Postgres data directory (no PG_VERSION or global/pg_control); \
-                     drr leaves it untouched: inspect it, then run `cargo xtask destroy` to start over",
-                    data.display()
-                ),
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the node's rendered configuration into its data directory;
-    /// `true` when it changed.
-    fn sync_config(&self, member: Member<'_>) -> Result<bool> {
-        let data = self.state.data_dir(&member.node().name);
-        let files = [
-            (
-                "postgresql.conf",
-                postgres::postgresql_conf(self.spec(), member),
-            ),
-            ("pg_hba.conf", postgres::pg_hba_conf(self.spec())),
-        ];
-        let mut changed = false;
-        for (name, contents) in files {
-            let path = data.join(name);
-            if std::fs::read_to_string(&path).ok().as_deref() == Some(contents.as_str()) {
-                continue;
-            }
-            let tmp = data.join(format!("{name}.drr-tmp"));
-            std::fs::write(&tmp, &contents)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            crate::host::give(self.user.as_ref(), &tmp)?;
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            changed = true;
-        }
-        Ok(changed)
-    }
-
-    /// Starts a stopped node, or reloads (and if needed restarts) a running
-    /// one whose configuration changed, then waits until it accepts logins.
-    async fn run_node(
-        &self,
-        bins: &Binaries,
-        member: Member<'_>,
-        config_changed: bool,
-        secrets: &Secrets,
-        progress: &mut Progress,
-    ) -> Result<()> {
-        let spec = self.spec();
-        let node = member.node();
-        let data = self.state.data_dir(&node.name);
-        let log = self.state.log_file(&node.name);
-        if process::running_pid(&data).is_some() {
-            if !config_changed {
-                return Ok(());
-            }
-            let client = pg::connect(spec, node, Login::admin(secrets)).await?;
-            if !needs_restart(&client).await? {
-                return progress.step(&format!("reload {}", node.name), || Ok(()));
-            }
-            progress.step(&format!("stop {} to restart it", node.name), || {
-                process::stop(&[&data], STOP_TIMEOUT)
-            })?;
-        }
-        let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-        if let Ok(mut offsets) = self.log_offsets.lock() {
-            offsets.insert(node.name.clone(), offset);
-        }
-        progress.step(&format!("start {}", node.name), || {
-            process::start(bins, &data, &log, self.user.as_ref())
-        })?;
-        let started = std::time::Instant::now();
-        readiness::wait_logins(spec, secrets, node, self, READY_TIMEOUT).await?;
-        progress.record(&format!("{} accepts logins", node.name), started.elapsed());
-        Ok(())
-    }
-
     /// Runs the idempotent bootstrap SQL when it (or a secret) changed
     /// since the primary last ran it.
     fn bootstrap(
@@ -437,114 +236,6 @@ impl<'p> Native<'p> {
         })?;
         std::fs::write(&marker, &bootstrap.digest)
             .with_context(|| format!("cannot write {}", marker.display()))
-    }
-
-    /// Turns a copy of the template into a standby of the primary: the
-    /// same settings `pg_basebackup -R -S <name>` writes.
-    fn configure_standby(&self, name: &str, secrets: &Secrets) -> Result<()> {
-        let spec = self.spec();
-        let data = self.state.data_dir(name);
-        let auto_conf =
-            standby::auto_conf(spec, &spec.primary, name, &secrets.replication_password);
-        for (file, contents) in [
-            (standby::AUTO_CONF, auto_conf.as_str()),
-            (standby::STANDBY_SIGNAL, ""),
-        ] {
-            let path = data.join(file);
-            std::fs::write(&path, contents)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            crate::host::give(self.user.as_ref(), &path)?;
-        }
-        Ok(())
-    }
-
-    /// `pg_basebackup -R` with a fresh slot into a temporary directory that
-    /// becomes the data directory only when complete.
-    fn base_backup(&self, bins: &Binaries, secrets: &Secrets, name: &str) -> Result<()> {
-        let spec = self.spec();
-        let node_dir = self.state.node_dir(name);
-        state::mkdir(&node_dir, self.user.as_ref())?;
-        let tmp = node_dir.join("data.tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)
-                .with_context(|| format!("cannot remove {}", tmp.display()))?;
-        }
-        let result = Command::new(bins.path("pg_basebackup"))
-            .args(["-h"])
-            .args([
-                spec.host().to_string(),
-                "-p".into(),
-                spec.primary.port.to_string(),
-            ])
-            .args(["-U", &spec.replication_role, "-D"])
-            .args([tmp.as_os_str()])
-            .args([
-                "-R",
-                "-C",
-                "-S",
-                name,
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "--no-sync",
-            ])
-            .env("PGPASSWORD", &secrets.replication_password)
-            .env("PGAPPNAME", name)
-            .dir(&node_dir)
-            .as_user(self.user.as_ref())
-            .read();
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&tmp);
-            let _ = std::fs::remove_dir(&node_dir);
-            return Err(e.context(format!("cannot create replica `{name}`; nothing of it was kept, fix the cause and run `cargo xtask up` again")));
-        }
-        std::fs::rename(&tmp, self.state.data_dir(name))
-            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-        let primary = self.state.lineage_file(&spec.primary.name);
-        if primary.exists() {
-            let replica = self.state.lineage_file(name);
-            std::fs::copy(&primary, &replica)
-                .with_context(|| format!("cannot write {}", replica.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Nodes with data that the spec no longer declares, for `up` to
-    /// remove. A replica's data is a copy of the primary's, so removing it
-    /// loses nothing; a node whose data is a primary's (no `standby.signal`:
-    /// the spec's primary was renamed) is removed only with
-    /// [`UpOptions::yes`], and otherwise nothing changes.
-    fn left_nodes(&self, options: UpOptions) -> Result<Vec<String>> {
-        let spec = self.spec();
-        let left: Vec<String> = self
-            .state
-            .existing_nodes()?
-            .into_iter()
-            .filter(|name| spec.nodes().all(|n| &n.name != name))
-            .collect();
-        if !options.yes {
-            for name in &left {
-                let data = self.state.data_dir(name);
-                if data.join("PG_VERSION").exists() && !data.join(standby::STANDBY_SIGNAL).exists()
-                {
-                    anyhow::bail!(
-                        "node `{name}` left the spec, and {} holds a primary's data (was the \
-                         primary renamed?); `up` would start an empty primary and delete it. \
-                         Give the primary its old name back, or run `cargo xtask up --yes` to \
-                         delete that data",
-                        data.display()
-                    );
-                }
-            }
-        }
-        Ok(left)
-    }
-
-    /// Stops a node and deletes its directory.
-    fn remove_node(&self, name: &str) -> Result<()> {
-        process::stop(&[&self.state.data_dir(name)], STOP_TIMEOUT)?;
-        let dir = self.state.node_dir(name);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
     }
 
     /// Fast shutdown of every node; data is kept.
@@ -586,13 +277,6 @@ impl<'p> Native<'p> {
     }
 }
 
-/// A fresh id for a primary made now (see [`StateDir::lineage_file`]).
-fn new_lineage() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).context("cannot get random bytes for a lineage id")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Runs `job` for every name on its own thread; the first error wins.
 fn parallel(names: &[&str], job: impl Fn(&str) -> Result<()> + Sync) -> Result<()> {
     std::thread::scope(|scope| {
@@ -606,65 +290,4 @@ fn parallel(names: &[&str], job: impl Fn(&str) -> Result<()> + Sync) -> Result<(
             .collect::<Result<Vec<()>>>()
             .map(drop)
     })
-}
-
-/// Reloads the server's configuration; `true` when a changed setting only
-/// takes effect after a restart.
-async fn needs_restart(client: &tokio_postgres::Client) -> Result<bool> {
-    const LOAD_TIME: &str = "SELECT pg_conf_load_time()::text, count(*) FILTER (WHERE pending_restart) FROM pg_settings";
-    let before: String = client.query_one(LOAD_TIME, &[]).await?.get(0);
-    client.execute("SELECT pg_reload_conf()", &[]).await?;
-    // The reload is asynchronous: wait until this session has re-read the files.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let row = client.query_one(LOAD_TIME, &[]).await?;
-        if row.get::<_, String>(0) != before || std::time::Instant::now() > deadline {
-            return Ok(row.get::<_, i64>(1) > 0);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-impl Servers for Native<'_> {
-    fn backend(&self) -> Backend {
-        Backend::Native
-    }
-
-    fn runs(&self, node: &str) -> bool {
-        process::running_pid(&self.state.data_dir(node)).is_some()
-    }
-
-    /// A server that logged a FATAL or PANIC of its own since it was
-    /// started, or whose process is gone, gave up.
-    fn check_alive(&self, node: &str) -> Result<()> {
-        let data = self.state.data_dir(node);
-        let log = self.state.log_file(node);
-        let said = self.recent_log(node);
-        if process::server_failed(&said) || process::stale_pid(&data).is_some() {
-            anyhow::bail!(
-                "node `{node}` failed to start; its log ({}) says:\n{}",
-                log.display(),
-                said.trim_end()
-            );
-        }
-        Ok(())
-    }
-
-    /// The log since `up` last started `node` (all of it when `up` did not).
-    fn recent_log(&self, node: &str) -> String {
-        let offset = self
-            .log_offsets
-            .lock()
-            .map_or(0, |o| o.get(node).copied().unwrap_or(0));
-        process::log_since(&self.state.log_file(node), offset)
-    }
-
-    fn log_tail(&self, node: &str) -> String {
-        let log = self.state.log_file(node);
-        format!(
-            "the end of {}:\n{}",
-            log.display(),
-            process::log_tail(&log, 15)
-        )
-    }
 }

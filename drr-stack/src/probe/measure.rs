@@ -1,6 +1,7 @@
 //! The measurement itself: one writer task inserting markers on the primary
-//! on a fixed schedule, one poller task per replica on its own connection,
-//! and a collector that pairs each commit with the first poll that saw it.
+//! on a fixed schedule, one poller task per replica on its own connection
+//! (both in `tasks`), and a collector that pairs each commit with the first
+//! poll that saw it (`collect`).
 //!
 //! Every timestamp is an [`Instant`] from this process's monotonic clock.
 //! A marker's lag runs from its INSERT returning to the end of the first
@@ -14,10 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
-use super::report::{MeasuringError, ProbeReport, ReplicaReport, Sample, Summary};
+use super::collect::{Collector, Event};
+use super::report::{ProbeReport, Sample};
+use super::tasks::{Poller, Writer};
 use crate::pg::{self, Login};
 use crate::secrets::Secrets;
 use crate::spec::{Node, StackSpec};
@@ -26,20 +28,8 @@ use crate::spec::{Node, StackSpec};
 const CREATE_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS drr_probe (run bigint, marker int, PRIMARY KEY (run, marker))";
 const INSERT: &str = "INSERT INTO drr_probe (run, marker) VALUES ($1, $2)";
-/// Commits replay in order, so the highest visible marker says that every
-/// lower one is visible too.
-const POLL: &str = "SELECT coalesce(max(marker), -1) FROM drr_probe WHERE run = $1";
 const DELETE: &str = "DELETE FROM drr_probe WHERE run = $1";
 
-/// Poll period while a marker is due on a replica.
-const FAST: Duration = Duration::from_millis(1);
-/// Poll period while no marker is due: cheap on a shared machine, and
-/// still catches markers that arrive early (a lowered delay).
-const SLOW: Duration = Duration::from_millis(20);
-/// How long before a marker's expected visibility the fast polling starts.
-const GUARD: Duration = Duration::from_millis(30);
-/// How long after a marker is overdue the poller checks for paused replay.
-const OVERDUE: Duration = Duration::from_millis(500);
 /// Extra wait after the last marker's expected visibility (plus a tenth of
 /// the delay) before a replica's missing markers count as unseen.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -130,35 +120,6 @@ fn random_run_id() -> Result<i64> {
     Ok(i64::from_le_bytes(bytes) & i64::MAX)
 }
 
-/// What the tasks tell the collector.
-enum Event {
-    /// Marker `marker`'s INSERT was sent at `sent` and returned at `at`.
-    Committed {
-        marker: u32,
-        sent: Instant,
-        at: Instant,
-    },
-    /// Replica `replica` sees every marker up to `max` in a query that ended
-    /// at `at`; its previous query, which saw less, started at `window_start`.
-    Seen {
-        replica: usize,
-        max: i32,
-        window_start: Instant,
-        at: Instant,
-    },
-    /// A poller stopped.
-    PollerDone {
-        replica: usize,
-        polls: u64,
-        round_trips: Vec<f64>,
-        replay: Option<pg::Replay>,
-    },
-    /// The writer wrote every marker.
-    WriterDone,
-    /// A task failed; the probe stops.
-    Failed(anyhow::Error),
-}
-
 struct Probe<'a> {
     spec: &'a StackSpec,
     run: i64,
@@ -167,16 +128,9 @@ struct Probe<'a> {
     markers: u32,
 }
 
-/// Per-replica state of the collector.
-struct Collected {
-    seen_upto: i32,
-    pending: Vec<(u32, Instant, Instant)>,
-    samples: Vec<Sample>,
-    polls: u64,
-    replay: pg::Replay,
-}
-
 impl Probe<'_> {
+    /// Starts the writer and a poller per replica that is not paused, and
+    /// feeds their events to the collector until every task has ended.
     async fn run(
         &self,
         primary: Arc<Client>,
@@ -188,22 +142,17 @@ impl Probe<'_> {
         let mut tasks = JoinSet::new();
         // Give every poller time to start before the first marker is due.
         let t0 = Instant::now() + Duration::from_millis(20);
-        let mut delays = Vec::new();
-        let mut collected = Vec::new();
+        let states: Vec<(pg::Replay, Duration)> = replicas
+            .iter()
+            .map(|(_, state)| (state.replay, Duration::from_millis(state.delay_ms)))
+            .collect();
+        let mut collector = Collector::new(self.spec, t0, self.markers, states);
         let mut running = 1;
         for (i, (client, state)) in replicas.into_iter().enumerate() {
-            let delay = Duration::from_millis(state.delay_ms);
-            delays.push(delay);
-            collected.push(Collected {
-                seen_upto: -1,
-                pending: Vec::new(),
-                samples: Vec::new(),
-                polls: 0,
-                replay: state.replay,
-            });
             if state.replay == pg::Replay::Paused {
                 continue;
             }
+            let delay = Duration::from_millis(state.delay_ms);
             let poller = Poller {
                 replica: i,
                 name: self.spec.replicas[i].node.name.clone(),
@@ -239,272 +188,15 @@ impl Probe<'_> {
             }
             .ok();
         });
-
-        let mut commits: Vec<Option<(Instant, Instant)>> = vec![None; self.markers as usize];
-        let mut poll_round_trips = Vec::new();
-        let make = |replica: usize,
-                    marker: u32,
-                    commit: (Instant, Instant),
-                    window_start: Instant,
-                    at: Instant| {
-            let (sent, committed) = commit;
-            let lag_ms = signed_ms(committed, at);
-            let delay_ms = delays[replica].as_secs_f64() * 1000.0;
-            Sample {
-                replica: self.spec.replicas[replica].node.name.clone(),
-                marker,
-                written_s: signed_ms(t0, committed) / 1000.0,
-                lag_ms,
-                error_ms: lag_ms - delay_ms,
-                window_ms: signed_ms(window_start.max(sent), at),
-            }
-        };
         while running > 0 {
             let Some(event) = rx.recv().await else {
                 bail!("a probe task stopped without reporting; run the probe again");
             };
-            match event {
-                Event::Committed { marker, sent, at } => {
-                    commits[marker as usize] = Some((sent, at));
-                    for (i, c) in collected.iter_mut().enumerate() {
-                        let (ready, rest): (Vec<_>, Vec<_>) =
-                            c.pending.drain(..).partition(|&(m, _, _)| m == marker);
-                        c.pending = rest;
-                        for (m, window_start, seen_at) in ready {
-                            let sample = make(i, m, (sent, at), window_start, seen_at);
-                            on_sample(&sample);
-                            c.samples.push(sample);
-                        }
-                    }
-                }
-                Event::Seen {
-                    replica,
-                    max,
-                    window_start,
-                    at,
-                } => {
-                    let c = &mut collected[replica];
-                    let newly = (c.seen_upto + 1).max(0)..=max;
-                    c.seen_upto = c.seen_upto.max(max);
-                    for m in newly {
-                        let m = m as u32;
-                        match commits.get(m as usize).copied().flatten() {
-                            Some(commit) => {
-                                let sample = make(replica, m, commit, window_start, at);
-                                on_sample(&sample);
-                                c.samples.push(sample);
-                            }
-                            None => c.pending.push((m, window_start, at)),
-                        }
-                    }
-                }
-                Event::PollerDone {
-                    replica,
-                    polls,
-                    round_trips,
-                    replay,
-                } => {
-                    let c = &mut collected[replica];
-                    c.polls = polls;
-                    if let Some(replay) = replay {
-                        c.replay = replay;
-                    }
-                    poll_round_trips.extend(round_trips);
-                    running -= 1;
-                }
-                Event::WriterDone => running -= 1,
-                Event::Failed(e) => return Err(e),
+            if collector.take(event, on_sample)? {
+                running -= 1;
             }
         }
-
-        let write_round_trips: Vec<f64> = commits
-            .iter()
-            .flatten()
-            .map(|&(sent, at)| signed_ms(sent, at))
-            .collect();
-        let mut windows = Vec::new();
-        let replicas = collected
-            .into_iter()
-            .zip(&self.spec.replicas)
-            .zip(&delays)
-            .map(|((mut c, spec), delay)| {
-                c.samples.sort_by_key(|s| s.marker);
-                windows.extend(c.samples.iter().map(|s| s.window_ms));
-                let delay_ms = delay.as_secs_f64() * 1000.0;
-                let lags: Vec<f64> = c.samples.iter().map(|s| s.lag_ms).collect();
-                let lag = Summary::of(&lags);
-                let seen: std::collections::BTreeSet<u32> =
-                    c.samples.iter().map(|s| s.marker).collect();
-                ReplicaReport {
-                    name: spec.node.name.clone(),
-                    delay_ms,
-                    spec_delay_ms: spec.delay.as_secs_f64() * 1000.0,
-                    replay: c.replay,
-                    error: lag.map(|l| l.shifted(delay_ms)),
-                    lag,
-                    unseen: (0..self.markers).filter(|m| !seen.contains(m)).collect(),
-                    polls: c.polls,
-                    samples: c.samples,
-                }
-            })
-            .collect();
-        Ok(ProbeReport {
-            stack: self.spec.name.clone(),
-            run: self.run,
-            duration_ms: self.duration.as_secs_f64() * 1000.0,
-            interval_ms: self.interval.as_secs_f64() * 1000.0,
-            markers: self.markers,
-            replicas,
-            measuring_error: MeasuringError {
-                window: Summary::of(&windows),
-                poll_round_trip: Summary::of(&poll_round_trips),
-                write_round_trip: Summary::of(&write_round_trips),
-            },
-        })
-    }
-}
-
-/// Milliseconds from `from` to `to`, negative when `to` is earlier.
-fn signed_ms(from: Instant, to: Instant) -> f64 {
-    match to.checked_duration_since(from) {
-        Some(d) => d.as_secs_f64() * 1000.0,
-        None => -(from.duration_since(to).as_secs_f64() * 1000.0),
-    }
-}
-
-struct Writer {
-    primary: Arc<Client>,
-    insert: Statement,
-    run: i64,
-    t0: Instant,
-    interval: Duration,
-    markers: u32,
-}
-
-impl Writer {
-    /// Inserts marker k at `t0 + k * interval` (autocommit), on a fixed
-    /// schedule so that slow commits do not stretch the probe.
-    async fn run(&self, tx: &mpsc::UnboundedSender<Event>) -> Result<()> {
-        for marker in 0..self.markers {
-            tokio::time::sleep_until((self.t0 + self.interval * marker).into()).await;
-            let sent = Instant::now();
-            let value = marker as i32;
-            self.primary
-                .execute(&self.insert, &[&self.run, &value])
-                .await
-                .with_context(|| format!("cannot insert probe marker #{marker} on the primary"))?;
-            let at = Instant::now();
-            if tx.send(Event::Committed { marker, sent, at }).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-struct Poller {
-    replica: usize,
-    name: String,
-    client: Client,
-    run: i64,
-    t0: Instant,
-    interval: Duration,
-    markers: u32,
-    delay: Duration,
-    deadline: Instant,
-}
-
-impl Poller {
-    /// Polls until every marker is seen, replay turns out paused, or the
-    /// deadline passes; then reports its round trips.
-    async fn run(self, tx: mpsc::UnboundedSender<Event>) -> Result<()> {
-        let mut statement: Option<Statement> = None;
-        let mut seen: i32 = -1;
-        // Nothing is visible before the first marker is written.
-        let mut previous_start = self.t0;
-        let mut round_trips = Vec::new();
-        let mut polls = 0u64;
-        let mut last_state_check = Instant::now();
-        let mut replay = None;
-        loop {
-            let start = Instant::now();
-            let timed = statement.is_some();
-            let max = self.poll(&mut statement).await?;
-            let end = Instant::now();
-            polls += 1;
-            if timed {
-                round_trips.push(signed_ms(start, end));
-            }
-            if max > seen {
-                let event = Event::Seen {
-                    replica: self.replica,
-                    max,
-                    window_start: previous_start,
-                    at: end,
-                };
-                if tx.send(event).is_err() {
-                    return Ok(());
-                }
-                seen = max;
-            }
-            previous_start = start;
-            if seen + 1 >= self.markers as i32 || end >= self.deadline {
-                break;
-            }
-            // Poll fast from shortly before the next marker is due here.
-            let next = u32::try_from(seen + 1).unwrap_or(0);
-            let due = self.t0 + self.interval * next + self.delay;
-            let fast_from = due.checked_sub(GUARD).unwrap_or(self.t0);
-            if end >= due + OVERDUE && end >= last_state_check + OVERDUE {
-                last_state_check = end;
-                let state = pg::replay_state(&self.client)
-                    .await
-                    .with_context(|| format!("cannot read the replay state of `{}`", self.name))?;
-                if state.replay == pg::Replay::Paused {
-                    replay = Some(state.replay);
-                    break;
-                }
-            }
-            let wake = if end >= fast_from {
-                end + FAST
-            } else {
-                fast_from.min(end + SLOW)
-            };
-            tokio::time::sleep_until(wake.into()).await;
-        }
-        if replay.is_none() && seen + 1 < self.markers as i32 {
-            replay = pg::replay_state(&self.client).await.ok().map(|s| s.replay);
-        }
-        let _ = tx.send(Event::PollerDone {
-            replica: self.replica,
-            polls,
-            round_trips,
-            replay,
-        });
-        Ok(())
-    }
-
-    /// The highest visible marker of this run, or -1. Until the marker
-    /// table's CREATE has replayed here, the table is undefined: not
-    /// visible yet.
-    async fn poll(&self, statement: &mut Option<Statement>) -> Result<i32> {
-        let context = || format!("cannot poll `drr_probe` on replica `{}`", self.name);
-        if statement.is_none() {
-            match self.client.prepare(POLL).await {
-                Ok(s) => *statement = Some(s),
-                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(-1),
-                Err(e) => return Err(e).with_context(context),
-            }
-        }
-        let Some(statement) = statement.as_ref() else {
-            return Ok(-1);
-        };
-        let row = self
-            .client
-            .query_one(statement, &[&self.run])
-            .await
-            .with_context(context)?;
-        Ok(row.get(0))
+        Ok(collector.report(self.run, self.duration, self.interval))
     }
 }
 
@@ -519,13 +211,5 @@ mod tests {
         assert_eq!(marker_count(ms(10_001), ms(500)), 21);
         assert_eq!(marker_count(ms(100), ms(500)), 1);
         assert_eq!(marker_count(Duration::ZERO, ms(500)), 1);
-    }
-
-    #[test]
-    fn signed_millis() {
-        let a = Instant::now();
-        let b = a + Duration::from_micros(1500);
-        assert_eq!(signed_ms(a, b), 1.5);
-        assert_eq!(signed_ms(b, a), -1.5);
     }
 }

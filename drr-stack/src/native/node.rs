@@ -1,0 +1,232 @@
+//! One node of a native stack: its rendered configuration files, starting,
+//! reloading or restarting its server, making a replica (standby settings
+//! on a template copy, or a base backup), removing it, and what the
+//! readiness checks ask of its server.
+
+use anyhow::{Context, Result};
+
+use std::time::Duration;
+
+use super::{Native, READY_TIMEOUT, STOP_TIMEOUT, process, state};
+use crate::command::Command;
+use crate::host::Binaries;
+use crate::pg::{self, Login};
+use crate::progress::Progress;
+use crate::readiness::{self, Servers};
+use crate::render::{postgres, standby};
+use crate::secrets::Secrets;
+use crate::spec::{Backend, Member};
+
+impl Native<'_> {
+    /// Writes the node's rendered configuration into its data directory;
+    /// `true` when it changed.
+    pub(super) fn sync_config(&self, member: Member<'_>) -> Result<bool> {
+        let data = self.state.data_dir(&member.node().name);
+        let files = [
+            (
+                "postgresql.conf",
+                postgres::postgresql_conf(self.spec(), member),
+            ),
+            ("pg_hba.conf", postgres::pg_hba_conf(self.spec())),
+        ];
+        let mut changed = false;
+        for (name, contents) in files {
+            let path = data.join(name);
+            if std::fs::read_to_string(&path).ok().as_deref() == Some(contents.as_str()) {
+                continue;
+            }
+            let tmp = data.join(format!("{name}.drr-tmp"));
+            std::fs::write(&tmp, &contents)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            crate::host::give(self.user.as_ref(), &tmp)?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Starts a stopped node, or reloads (and if needed restarts) a running
+    /// one whose configuration changed, then waits until it accepts logins.
+    pub(super) async fn run_node(
+        &self,
+        bins: &Binaries,
+        member: Member<'_>,
+        config_changed: bool,
+        secrets: &Secrets,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let spec = self.spec();
+        let node = member.node();
+        let data = self.state.data_dir(&node.name);
+        let log = self.state.log_file(&node.name);
+        if process::running_pid(&data).is_some() {
+            if !config_changed {
+                return Ok(());
+            }
+            let client = pg::connect(spec, node, Login::admin(secrets)).await?;
+            if !needs_restart(&client).await? {
+                return progress.step(&format!("reload {}", node.name), || Ok(()));
+            }
+            progress.step(&format!("stop {} to restart it", node.name), || {
+                process::stop(&[&data], STOP_TIMEOUT)
+            })?;
+        }
+        let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+        if let Ok(mut offsets) = self.log_offsets.lock() {
+            offsets.insert(node.name.clone(), offset);
+        }
+        progress.step(&format!("start {}", node.name), || {
+            process::start(bins, &data, &log, self.user.as_ref())
+        })?;
+        let started = std::time::Instant::now();
+        readiness::wait_logins(spec, secrets, node, self, READY_TIMEOUT).await?;
+        progress.record(&format!("{} accepts logins", node.name), started.elapsed());
+        Ok(())
+    }
+
+    /// Turns a copy of the template into a standby of the primary: the
+    /// same settings `pg_basebackup -R -S <name>` writes.
+    pub(super) fn configure_standby(&self, name: &str, secrets: &Secrets) -> Result<()> {
+        let spec = self.spec();
+        let data = self.state.data_dir(name);
+        let auto_conf =
+            standby::auto_conf(spec, &spec.primary, name, &secrets.replication_password);
+        for (file, contents) in [
+            (standby::AUTO_CONF, auto_conf.as_str()),
+            (standby::STANDBY_SIGNAL, ""),
+        ] {
+            let path = data.join(file);
+            std::fs::write(&path, contents)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::host::give(self.user.as_ref(), &path)?;
+        }
+        Ok(())
+    }
+
+    /// `pg_basebackup -R` with a fresh slot into a temporary directory that
+    /// becomes the data directory only when complete.
+    pub(super) fn base_backup(&self, bins: &Binaries, secrets: &Secrets, name: &str) -> Result<()> {
+        let spec = self.spec();
+        let node_dir = self.state.node_dir(name);
+        state::mkdir(&node_dir, self.user.as_ref())?;
+        let tmp = node_dir.join("data.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)
+                .with_context(|| format!("cannot remove {}", tmp.display()))?;
+        }
+        let result = Command::new(bins.path("pg_basebackup"))
+            .args(["-h"])
+            .args([
+                spec.host().to_string(),
+                "-p".into(),
+                spec.primary.port.to_string(),
+            ])
+            .args(["-U", &spec.replication_role, "-D"])
+            .args([tmp.as_os_str()])
+            .args([
+                "-R",
+                "-C",
+                "-S",
+                name,
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ])
+            .env("PGPASSWORD", &secrets.replication_password)
+            .env("PGAPPNAME", name)
+            .dir(&node_dir)
+            .as_user(self.user.as_ref())
+            .read();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir(&node_dir);
+            return Err(e.context(format!("cannot create replica `{name}`; nothing of it was kept, fix the cause and run `cargo xtask up` again")));
+        }
+        std::fs::rename(&tmp, self.state.data_dir(name))
+            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        let primary = self.state.lineage_file(&spec.primary.name);
+        if primary.exists() {
+            let replica = self.state.lineage_file(name);
+            std::fs::copy(&primary, &replica)
+                .with_context(|| format!("cannot write {}", replica.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Stops a node and deletes its directory.
+    pub(super) fn remove_node(&self, name: &str) -> Result<()> {
+        process::stop(&[&self.state.data_dir(name)], STOP_TIMEOUT)?;
+        let dir = self.state.node_dir(name);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+    }
+}
+
+/// A fresh id for a primary made now (see [`StateDir::lineage_file`]).
+pub(super) fn new_lineage() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).context("cannot get random bytes for a lineage id")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reloads the server's configuration; `true` when a changed setting only
+/// takes effect after a restart.
+async fn needs_restart(client: &tokio_postgres::Client) -> Result<bool> {
+    const LOAD_TIME: &str = "SELECT pg_conf_load_time()::text, count(*) FILTER (WHERE pending_restart) FROM pg_settings";
+    let before: String = client.query_one(LOAD_TIME, &[]).await?.get(0);
+    client.execute("SELECT pg_reload_conf()", &[]).await?;
+    // The reload is asynchronous: wait until this session has re-read the files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let row = client.query_one(LOAD_TIME, &[]).await?;
+        if row.get::<_, String>(0) != before || std::time::Instant::now() > deadline {
+            return Ok(row.get::<_, i64>(1) > 0);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl Servers for Native<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Native
+    }
+
+    fn runs(&self, node: &str) -> bool {
+        process::running_pid(&self.state.data_dir(node)).is_some()
+    }
+
+    /// A server that logged a FATAL or PANIC of its own since it was
+    /// started, or whose process is gone, gave up.
+    fn check_alive(&self, node: &str) -> Result<()> {
+        let data = self.state.data_dir(node);
+        let log = self.state.log_file(node);
+        let said = self.recent_log(node);
+        if process::server_failed(&said) || process::stale_pid(&data).is_some() {
+            anyhow::bail!(
+                "node `{node}` failed to start; its log ({}) says:\n{}",
+                log.display(),
+                said.trim_end()
+            );
+        }
+        Ok(())
+    }
+
+    /// The log since `up` last started `node` (all of it when `up` did not).
+    fn recent_log(&self, node: &str) -> String {
+        let offset = self
+            .log_offsets
+            .lock()
+            .map_or(0, |o| o.get(node).copied().unwrap_or(0));
+        process::log_since(&self.state.log_file(node), offset)
+    }
+
+    fn log_tail(&self, node: &str) -> String {
+        let log = self.state.log_file(node);
+        format!(
+            "the end of {}:\n{}",
+            log.display(),
+            process::log_tail(&log, 15)
+        )
+    }
+}
