@@ -126,6 +126,20 @@ enum Command {
         #[command(flatten)]
         replicas: ReplicaArgs,
     },
+    /// Promote a replica and make the old primary its replica: the cluster
+    /// changing under your application, on demand.
+    ///
+    /// The old primary stops with a fast shutdown (its replicas receive all
+    /// its WAL), the target is promoted, the other replicas follow it, and
+    /// the old primary rejoins with pg_rewind. Each step is timed. The roles
+    /// stay until the next failover (`--to primary` switches back); `up`
+    /// keeps them and `destroy` forgets them.
+    Failover {
+        /// The node to promote (default: the replica that has received the
+        /// most WAL).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+    },
     /// Stop WAL replay on replicas: an unbounded lag until `resume`.
     Pause {
         #[command(flatten)]
@@ -279,6 +293,12 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
                 (None, false) => DelayChange::Show,
             };
             runtime.block_on(lag::run_delay(spec, &secrets()?, &replicas.names, change))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failover { to } => {
+            let (stack, secrets) = (stack()?, secrets()?);
+            let switch = crate::failover::run(&stack, &secrets, to.as_deref(), &mut progress);
+            runtime.block_on(switch)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pause { replicas } => {

@@ -14,6 +14,7 @@ pub struct Command {
     env: Vec<(OsString, OsString)>,
     dir: Option<std::path::PathBuf>,
     identity: Option<crate::host::ServerUser>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Command {
@@ -25,6 +26,7 @@ impl Command {
             env: Vec::new(),
             dir: None,
             identity: None,
+            stdin: None,
         }
     }
 
@@ -55,6 +57,12 @@ impl Command {
     /// terminal does not reach servers it starts.
     pub fn as_user(mut self, user: Option<&crate::host::ServerUser>) -> Self {
         self.identity = user.cloned();
+        self
+    }
+
+    /// Feeds `bytes` to the program's standard input (else it reads none).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
         self
     }
 
@@ -96,9 +104,11 @@ impl Command {
     /// Runs to completion and returns stdout; a non-zero exit is an error
     /// that quotes the command line and its stderr.
     pub fn read(&self) -> Result<String> {
-        let output = self
-            .expression()
-            .stdin_null()
+        let expression = match &self.stdin {
+            Some(bytes) => self.expression().stdin_bytes(bytes.clone()),
+            None => self.expression().stdin_null(),
+        };
+        let output = expression
             .stdout_capture()
             .stderr_capture()
             .unchecked()

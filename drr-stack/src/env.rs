@@ -15,21 +15,48 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A `postgres://` URL for `node`.
 pub fn url(spec: &StackSpec, node: &Node, user: &str, password: &str, database: &str) -> String {
+    url_over(spec, std::slice::from_ref(node), user, password, database)
+}
+
+/// A `postgres://` URL over several `nodes` (libpq's multi-host form,
+/// which tokio-postgres reads too).
+fn url_over(
+    spec: &StackSpec,
+    nodes: &[Node],
+    user: &str,
+    password: &str,
+    database: &str,
+) -> String {
     let host = match spec.host() {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         v4 => v4.to_string(),
     };
+    let hosts: Vec<String> = nodes.iter().map(|n| format!("{host}:{}", n.port)).collect();
     format!(
-        "postgres://{}:{}@{host}:{}/{}",
+        "postgres://{}:{}@{}/{}",
         utf8_percent_encode(user, USERINFO),
         utf8_percent_encode(password, USERINFO),
-        node.port,
+        hosts.join(","),
         utf8_percent_encode(database, USERINFO)
     )
 }
 
-/// The variables, in print order: `DRR_PRIMARY_URL`, `DRR_REPLICA_URLS`
-/// (comma-separated, spec order), `DATABASE_URL`, `DRR_REPLICA_NAMES`,
+/// `DRR_WRITER_URL`: every node, and libpq's `target_session_attrs =
+/// read-write`, so that a client connects to whichever node is the primary
+/// now, across `cargo xtask failover` (psycopg, Django, Rails and
+/// tokio-postgres all read it).
+pub fn writer_url(spec: &StackSpec, user: &str, password: &str, database: &str) -> String {
+    let nodes: Vec<Node> = spec.nodes().cloned().collect();
+    format!(
+        "{}?target_session_attrs=read-write",
+        url_over(spec, &nodes, user, password, database)
+    )
+}
+
+/// The variables, in print order: `DRR_PRIMARY_URL` (the spec's primary,
+/// whichever node is primary now), `DRR_REPLICA_URLS` (comma-separated,
+/// spec order), `DATABASE_URL`, `DRR_WRITER_URL` (see [`writer_url`]),
+/// `DRR_REPLICA_NAMES`,
 /// `DRR_REPLICA_DELAYS_MS`, and with `admin` the superuser's
 /// `DRR_ADMIN_PRIMARY_URL` and `DRR_ADMIN_REPLICA_URLS`.
 ///
@@ -46,6 +73,10 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
             join(spec.replicas.iter().map(|r| login(&r.node))),
         ));
         vars.push(("DATABASE_URL", primary));
+        vars.push((
+            "DRR_WRITER_URL",
+            writer_url(spec, &role.name, &role.password, database),
+        ));
     }
     vars.push((
         "DRR_REPLICA_NAMES",
@@ -112,6 +143,7 @@ mod tests {
             "export DRR_PRIMARY_URL='postgres://drr_user:pass@127.0.0.1:5432/drr'\n\
              export DRR_REPLICA_URLS='postgres://drr_user:pass@127.0.0.1:5433/drr'\n\
              export DATABASE_URL='postgres://drr_user:pass@127.0.0.1:5432/drr'\n\
+             export DRR_WRITER_URL='postgres://drr_user:pass@127.0.0.1:5432,127.0.0.1:5433/drr?target_session_attrs=read-write'\n\
              export DRR_REPLICA_NAMES='replica1'\n\
              export DRR_REPLICA_DELAYS_MS='3000'\n"
         );
@@ -131,6 +163,6 @@ mod tests {
         );
         assert_eq!(vars[1].1.matches(',').count(), 1);
         assert!(exports(&vars).contains("w%2Frd%27@"));
-        assert_eq!(vars[3].1, "replica1,replica2");
+        assert_eq!(vars[4].1, "replica1,replica2");
     }
 }

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod codegen;
 pub mod compose;
 pub mod env;
+pub mod failover;
 pub mod host;
 pub mod lag;
 pub mod native;
@@ -46,6 +47,7 @@ pub mod spec;
 pub mod stack;
 pub mod status;
 pub mod testing;
+pub mod topology;
 
 #[doc(hidden)]
 pub mod command;

@@ -225,6 +225,43 @@ pub async fn streaming(primary: &Client) -> Result<Vec<Streaming>> {
         .collect())
 }
 
+/// A primary's WAL write position (`pg_current_wal_lsn()`), as a number.
+pub async fn write_position(client: &Client) -> Result<u64> {
+    let row = client
+        .query_one("SELECT pg_current_wal_lsn()", &[])
+        .await
+        .context("cannot read the primary's WAL position")?;
+    Ok(u64::from(row.get::<_, tokio_postgres::types::PgLsn>(0)))
+}
+
+/// The WAL position a replica has received (`pg_last_wal_receive_lsn()`),
+/// as a number; 0 before it received any.
+pub async fn received_position(client: &Client) -> Result<u64> {
+    let row = client
+        .query_one("SELECT pg_last_wal_receive_lsn()", &[])
+        .await
+        .context("cannot read the replica's received WAL position")?;
+    Ok(row
+        .get::<_, Option<tokio_postgres::types::PgLsn>>(0)
+        .map_or(0, u64::from))
+}
+
+/// The timeline a node is on: a primary's current one, a replica's from
+/// its WAL receiver (or its last checkpoint while it does not stream).
+pub async fn timeline(client: &Client) -> Result<i32> {
+    let row = client
+        .query_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN coalesce( \
+                 (SELECT received_tli FROM pg_stat_wal_receiver), \
+                 (SELECT timeline_id FROM pg_control_checkpoint())) \
+             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int4 END",
+            &[],
+        )
+        .await
+        .context("cannot read the node's timeline")?;
+    Ok(row.get(0))
+}
+
 /// Creates the physical replication slot `name` on the primary, reserving
 /// WAL from now on.
 pub async fn create_slot(primary: &Client, name: &str) -> Result<()> {
@@ -236,6 +273,23 @@ pub async fn create_slot(primary: &Client, name: &str) -> Result<()> {
         .await
         .with_context(|| format!("cannot create the replication slot of `{name}`"))?;
     Ok(())
+}
+
+/// Creates the physical replication slot `name` on the primary unless it
+/// exists.
+pub async fn ensure_slot(primary: &Client, name: &str) -> Result<()> {
+    let exists = primary
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .context("cannot read the replication slots on the primary")?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    create_slot(primary, name).await
 }
 
 /// Drops replication slot `name` on the primary if it exists and is idle.

@@ -14,8 +14,9 @@ use crate::compose::Compose;
 use crate::native::Native;
 use crate::progress::Progress;
 use crate::project::Project;
+use crate::render::standby;
 use crate::secrets::Secrets;
-use crate::spec::{Backend, StackSpec};
+use crate::spec::{Backend, Node, StackSpec};
 use crate::status::NodeStatus;
 
 /// `cargo xtask image`: builds (or finds cached) the local image the
@@ -75,7 +76,7 @@ pub fn down_all(project: &Project, progress: &mut Progress) -> Result<()> {
 #[non_exhaustive]
 pub enum Stack<'p> {
     /// Local processes.
-    Native(Native<'p>),
+    Native(Box<Native<'p>>),
     /// `docker compose` containers.
     Compose(Compose<'p>),
 }
@@ -84,7 +85,7 @@ impl<'p> Stack<'p> {
     /// Opens `project`'s stack on `backend` (creating nothing).
     pub fn open(project: &'p Project, backend: Backend) -> Result<Self> {
         match backend {
-            Backend::Native => Native::open(project).map(Stack::Native),
+            Backend::Native => Native::open(project).map(|n| Stack::Native(Box::new(n))),
             Backend::Compose => Compose::open(project).map(Stack::Compose),
         }
     }
@@ -109,6 +110,89 @@ impl<'p> Stack<'p> {
         };
         let secrets = Secrets::load_or_create(&project.secrets_dir())?;
         crate::readiness::report_versions(project.spec(), &secrets, progress).await
+    }
+
+    /// The spec as written (see [`Stack::runtime`] for the roles it runs with).
+    pub fn spec(&self) -> &StackSpec {
+        match self {
+            Stack::Native(native) => native.project().spec(),
+            Stack::Compose(compose) => compose.project().spec(),
+        }
+    }
+
+    /// Holds the stack's lock (native) until dropped, so that no other drr
+    /// command changes the stack meanwhile.
+    pub fn lock(&self) -> Result<Option<crate::native::StateLock>> {
+        match self {
+            Stack::Native(native) => native.lock().map(Some),
+            Stack::Compose(_) => Ok(None),
+        }
+    }
+
+    /// The stack as it runs: the spec, with another node as primary after a
+    /// failover (native: from the data; compose: asked over TCP).
+    pub async fn runtime(&self, secrets: &Secrets) -> Result<StackSpec> {
+        match self {
+            Stack::Native(native) => Ok(native.runtime().clone()),
+            Stack::Compose(compose) => {
+                crate::topology::discover(compose.project().spec(), secrets).await
+            }
+        }
+    }
+
+    /// Stops one node's server; its data is kept.
+    pub fn stop_node(&self, name: &str) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.stop_node(name),
+            Stack::Compose(compose) => compose.stop_node(name),
+        }
+    }
+
+    /// Starts one node's server and waits until it accepts logins.
+    pub async fn start_node(&self, name: &str, secrets: &Secrets) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.start_node(name, secrets).await,
+            Stack::Compose(compose) => compose.start_node(name, compose.project().spec()).await,
+        }
+    }
+
+    /// How a replica of this backend reaches `node`.
+    pub fn upstream(&self, node: &Node) -> standby::Upstream {
+        match self {
+            Stack::Native(native) => native.upstream(node),
+            Stack::Compose(compose) => compose.upstream(node),
+        }
+    }
+
+    /// Rewinds the stopped node `name` onto `after`'s running primary
+    /// (`pg_rewind`), keeping its own configuration.
+    pub fn rewind(&self, name: &str, after: &StackSpec, secrets: &Secrets) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.rewind(name, after, secrets),
+            Stack::Compose(compose) => compose.rewind(name, after, secrets),
+        }
+    }
+
+    /// Makes the stopped node `name` a standby of `upstream`.
+    pub fn make_standby(&self, name: &str, upstream: &Node, secrets: &Secrets) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.make_standby(name, upstream, secrets),
+            Stack::Compose(compose) => compose.make_standby(name, upstream, secrets),
+        }
+    }
+
+    /// Waits until every replica of `runtime` streams from its primary,
+    /// which `admin` is connected to.
+    pub async fn wait_replicas(
+        &self,
+        runtime: &StackSpec,
+        secrets: &Secrets,
+        admin: &tokio_postgres::Client,
+    ) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.wait_replicas(runtime, secrets, admin).await,
+            Stack::Compose(compose) => compose.wait_replicas(runtime, admin).await,
+        }
     }
 
     /// Stops every node; data is kept.

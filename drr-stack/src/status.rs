@@ -20,8 +20,12 @@ use crate::stack::Stack;
 pub struct NodeStatus {
     /// Node name.
     pub node: String,
-    /// `primary` or `replica`.
+    /// `primary` or `replica`: the role the node plays now, which a
+    /// failover changes (the spec's roles while the stack is down).
     pub role: &'static str,
+    /// The timeline the node is on (nodes that are up); a failover starts
+    /// a new one.
+    pub timeline: Option<i32>,
     /// Port on the listen address.
     pub port: u16,
     /// Server process id (native) when it runs.
@@ -80,13 +84,21 @@ pub async fn run(project: &Project, backend: Backend, json: bool) -> Result<Exit
     Ok(ExitCode::FAILURE)
 }
 
-/// Every spec node's status on `backend`: what SQL over TCP tells, and what
-/// the backend knows of its processes (when it can be opened).
+/// Every spec node's status on `backend`, in its current role: what SQL
+/// over TCP tells, and what the backend knows of its processes (when it can
+/// be opened).
 pub async fn report(project: &Project, backend: Backend) -> Result<Vec<NodeStatus>> {
     let secrets = Secrets::load_or_create(&project.secrets_dir())?;
     let stack = Stack::open(project, backend).ok();
     let pids = stack.as_ref().map(Stack::pids).unwrap_or_default();
-    let mut nodes = gather(project.spec(), &secrets, &pids).await;
+    let runtime = match crate::topology::discover(project.spec(), &secrets).await {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("warning: {e:#}");
+            project.spec().clone()
+        }
+    };
+    let mut nodes = gather(&runtime, &secrets, &pids).await;
     if let Some(stack) = &stack {
         stack.annotate(&mut nodes);
     }
@@ -111,6 +123,7 @@ pub async fn gather(
         let mut status = NodeStatus {
             node: node.name.clone(),
             role: member.role_name(),
+            timeline: None,
             port: node.port,
             pid: pids.get(&node.name).copied(),
             container: None,
@@ -130,6 +143,7 @@ pub async fn gather(
                 if let Some(client) = &primary {
                     status.state = "up";
                     status.server_version = pg::server_version(client).await.ok();
+                    status.timeline = pg::timeline(client).await.ok();
                 }
             }
             Member::Replica(replica) => {
@@ -150,6 +164,7 @@ pub async fn gather(
                 if let (Some(replay), Some(client)) = (replay, &client) {
                     status.state = "up";
                     status.server_version = pg::server_version(client).await.ok();
+                    status.timeline = pg::timeline(client).await.ok();
                     status.current_delay_ms = Some(replay.delay_ms);
                     status.replay = Some(replay.replay);
                 }
@@ -166,6 +181,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
     let header = [
         "NODE",
         "ROLE",
+        "TL",
         "PORT",
         if containers { "CONTAINER" } else { "PID" },
         "STATE",
@@ -176,7 +192,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
         "SLOT WAL",
         "REPLAY",
     ];
-    let rows: Vec<[String; 11]> = nodes
+    let rows: Vec<[String; 12]> = nodes
         .iter()
         .map(|n| {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
@@ -194,6 +210,7 @@ pub fn table(nodes: &[NodeStatus]) -> String {
             [
                 n.node.clone(),
                 n.role.to_owned(),
+                opt(n.timeline.map(|t| t.to_string())),
                 n.port.to_string(),
                 match &n.container {
                     Some(state) => state.clone(),
@@ -243,6 +260,7 @@ mod tests {
         let replica = NodeStatus {
             node: "replica1".into(),
             role: "replica",
+            timeline: Some(2),
             port: 5433,
             pid: Some(42),
             container: None,

@@ -91,6 +91,12 @@ impl TempStack {
         )
     }
 
+    /// The stack, for what commands do with one (`failover`, say).
+    pub fn stack(&self) -> Result<crate::stack::Stack<'_>> {
+        self.native()
+            .map(|native| crate::stack::Stack::Native(Box::new(native)))
+    }
+
     /// The stack's project (spec and root).
     pub fn project(&self) -> &Project {
         &self.project

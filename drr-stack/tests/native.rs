@@ -424,7 +424,7 @@ async fn up_and_status_name_the_postgres_version_each_node_runs() {
     let stack = TempStack::new(spec(&[0]));
     let version = drr_stack::host::Binaries::find(15).unwrap().version;
     let mut progress = drr_stack::progress::Progress::new(true);
-    drr_stack::stack::Stack::Native(stack.native())
+    drr_stack::stack::Stack::Native(Box::new(stack.native()))
         .up(&mut progress)
         .await
         .expect("up");

@@ -15,6 +15,7 @@
 pub mod choice;
 mod engine;
 pub mod image;
+mod switch;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -265,15 +266,24 @@ impl<'p> Compose<'p> {
 
     /// The id of `node`'s running container.
     fn container(&self, node: &str) -> Result<String> {
+        self.find_container(node, false)?
+            .with_context(|| format!("the container of node `{node}` is not running"))
+    }
+
+    /// The id of `node`'s container, running or stopped.
+    fn any_container(&self, node: &str) -> Result<String> {
+        self.find_container(node, true)?
+            .with_context(|| format!("node `{node}` has no container; run `cargo xtask up`"))
+    }
+
+    fn find_container(&self, node: &str, stopped_too: bool) -> Result<Option<String>> {
         let service = format!("label=com.docker.compose.service={node}");
         let out = Command::new("docker")
             .args(["ps", "--quiet", "--filter", &self.project_filter()])
             .args(["--filter", &service])
+            .args(stopped_too.then_some("--all"))
             .read()?;
-        out.lines()
-            .next()
-            .map(str::to_owned)
-            .with_context(|| format!("the container of node `{node}` is not running"))
+        Ok(out.lines().next().map(str::to_owned))
     }
 
     /// Waits until every node accepts the superuser over TCP; returns the

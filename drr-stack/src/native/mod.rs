@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir};
+pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir, StateLock};
 pub use sweep::down_all;
 
 use crate::host::{Binaries, ServerUser};
@@ -28,6 +28,7 @@ use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::readiness;
+use crate::render::standby;
 use crate::secrets::Secrets;
 use crate::spec::{Member, StackSpec};
 use crate::stack::UpOptions;
@@ -46,6 +47,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Native<'p> {
     project: &'p Project,
+    /// The stack as it runs: the spec, with another node as primary after a
+    /// failover (whichever node's data holds no `standby.signal`).
+    runtime: StackSpec,
     state: StateDir,
     user: Option<ServerUser>,
     /// Each node's log size when `up` last started it: what it logged since.
@@ -57,23 +61,29 @@ impl<'p> Native<'p> {
     pub fn open(project: &'p Project) -> Result<Self> {
         let user = ServerUser::resolve()?;
         let state = StateDir::resolve(project, user.as_ref())?;
-        Ok(Native {
-            project,
-            state,
-            user,
-            log_offsets: Default::default(),
-        })
+        Ok(Native::new(project, state, user))
     }
 
     /// Like [`Native::open`], with explicit state and cache directories.
     pub fn with_state(project: &'p Project, state: StateDir) -> Result<Self> {
         let user = ServerUser::resolve()?;
-        Ok(Native {
+        Ok(Native::new(project, state, user))
+    }
+
+    fn new(project: &'p Project, state: StateDir, user: Option<ServerUser>) -> Self {
+        let spec = project.spec();
+        let primaries = primaries(spec, &state);
+        let runtime = match primaries.as_slice() {
+            [only] => spec.with_primary(only).unwrap_or_else(|_| spec.clone()),
+            _ => spec.clone(),
+        };
+        Native {
             project,
+            runtime,
             state,
             user,
             log_offsets: Default::default(),
-        })
+        }
     }
 
     /// The project this stack runs.
@@ -81,13 +91,26 @@ impl<'p> Native<'p> {
         self.project
     }
 
+    /// Holds the state directory's lock until dropped: no other drr command
+    /// changes the stack meanwhile.
+    pub fn lock(&self) -> Result<StateLock> {
+        self.state.lock(self.user.as_ref())
+    }
+
     /// The state directory.
     pub fn state(&self) -> &StateDir {
         &self.state
     }
 
+    /// The stack as it runs now (see [`Native::runtime`]).
     fn spec(&self) -> &StackSpec {
-        self.project.spec()
+        &self.runtime
+    }
+
+    /// The stack as it runs now: the spec, or after `failover` the spec with
+    /// another node as its primary.
+    pub fn runtime(&self) -> &StackSpec {
+        &self.runtime
     }
 
     /// The pid of every spec node that runs.
@@ -122,7 +145,7 @@ impl<'p> Native<'p> {
         let cold = self.copy_template(&bins, &secrets, &bootstrap, progress)?;
         let primary = &spec.primary;
         let restart = self.sync_config(Member::Primary(primary))?;
-        self.run_node(&bins, Member::Primary(primary), restart, &secrets, progress)
+        self.run_node(&bins, primary, restart, &secrets, progress)
             .await?;
         let admin = pg::connect(spec, primary, Login::admin(&secrets)).await?;
         self.repair_replicas(&admin, &cold, progress).await?;
@@ -134,7 +157,7 @@ impl<'p> Native<'p> {
             .await?;
         for replica in &spec.replicas {
             let restart = self.sync_config(Member::Replica(replica))?;
-            self.run_node(&bins, Member::Replica(replica), restart, &secrets, progress)
+            self.run_node(&bins, &replica.node, restart, &secrets, progress)
                 .await?;
         }
         self.wait_streaming(&bins, &secrets, &admin, progress).await
@@ -173,7 +196,7 @@ impl<'p> Native<'p> {
                 template::copy(&template, &self.state.node_dir(name), user)
             })?;
             for replica in &replicas {
-                self.configure_standby(replica, secrets)?;
+                self.make_standby(replica, primary, secrets)?;
             }
             let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
             std::fs::write(&marker, &bootstrap.digest)
@@ -275,6 +298,18 @@ impl<'p> Native<'p> {
     pub fn log_file(&self, node: &str) -> std::path::PathBuf {
         self.state.log_file(node)
     }
+}
+
+/// The spec's nodes whose data is a primary's (it has no `standby.signal`),
+/// in spec order.
+fn primaries(spec: &StackSpec, state: &StateDir) -> Vec<String> {
+    spec.nodes()
+        .filter(|n| {
+            let data = state.data_dir(&n.name);
+            data.join("PG_VERSION").exists() && !data.join(standby::STANDBY_SIGNAL).exists()
+        })
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// Runs `job` for every name on its own thread; the first error wins.

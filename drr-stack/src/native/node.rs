@@ -15,19 +15,25 @@ use crate::progress::Progress;
 use crate::readiness::{self, Servers};
 use crate::render::{postgres, standby};
 use crate::secrets::Secrets;
-use crate::spec::{Backend, Member};
+use crate::spec::{Backend, Member, Node, StackSpec};
 
 impl Native<'_> {
     /// Writes the node's rendered configuration into its data directory;
     /// `true` when it changed.
     pub(super) fn sync_config(&self, member: Member<'_>) -> Result<bool> {
+        self.write_config(self.spec(), member)
+    }
+
+    /// Writes `member`'s configuration as `runtime` renders it; `true`
+    /// when it changed.
+    fn write_config(&self, runtime: &StackSpec, member: Member<'_>) -> Result<bool> {
         let data = self.state.data_dir(&member.node().name);
         let files = [
             (
                 "postgresql.conf",
-                postgres::postgresql_conf(self.spec(), member),
+                postgres::postgresql_conf(runtime, member),
             ),
-            ("pg_hba.conf", postgres::pg_hba_conf(self.spec())),
+            ("pg_hba.conf", postgres::pg_hba_conf(runtime)),
         ];
         let mut changed = false;
         for (name, contents) in files {
@@ -51,13 +57,12 @@ impl Native<'_> {
     pub(super) async fn run_node(
         &self,
         bins: &Binaries,
-        member: Member<'_>,
+        node: &Node,
         config_changed: bool,
         secrets: &Secrets,
         progress: &mut Progress,
     ) -> Result<()> {
         let spec = self.spec();
-        let node = member.node();
         let data = self.state.data_dir(&node.name);
         let log = self.state.log_file(&node.name);
         if process::running_pid(&data).is_some() {
@@ -85,13 +90,83 @@ impl Native<'_> {
         Ok(())
     }
 
-    /// Turns a copy of the template into a standby of the primary: the
-    /// same settings `pg_basebackup -R -S <name>` writes.
-    pub(super) fn configure_standby(&self, name: &str, secrets: &Secrets) -> Result<()> {
+    /// Waits until every replica of `runtime` streams from its primary,
+    /// which `admin` is connected to.
+    pub async fn wait_replicas(
+        &self,
+        runtime: &StackSpec,
+        secrets: &Secrets,
+        admin: &tokio_postgres::Client,
+    ) -> Result<()> {
+        readiness::wait_replicas(runtime, secrets, admin, self, READY_TIMEOUT).await
+    }
+
+    /// Stops `name`'s server with a fast shutdown (its WAL reaches the
+    /// replicas first); its data is kept.
+    pub fn stop_node(&self, name: &str) -> Result<()> {
+        process::stop(&[&self.state.data_dir(name)], STOP_TIMEOUT)
+    }
+
+    /// Starts `name`'s server if it is stopped, and waits until it accepts
+    /// logins.
+    pub async fn start_node(&self, name: &str, secrets: &Secrets) -> Result<()> {
+        let bins = Binaries::find(self.spec().postgres_major)?;
+        let node = self.spec().node(name)?;
+        self.run_node(&bins, node, false, secrets, &mut Progress::new(true))
+            .await
+    }
+
+    /// Rewinds the stopped node `name` onto the history of `after`'s
+    /// running primary with `pg_rewind`, so that it can follow it as a
+    /// standby (an old primary after a failover), and gives it back its own
+    /// configuration, as its role in `after` renders it (`pg_rewind` copies
+    /// the source's). Needs `wal_log_hints = on`, which drr sets on every
+    /// node.
+    pub fn rewind(&self, name: &str, after: &StackSpec, secrets: &Secrets) -> Result<()> {
+        let spec = self.spec();
+        let source = &after.primary;
+        let bins = Binaries::find(spec.postgres_major)?;
+        let conninfo = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            spec.host(),
+            source.port
+        );
+        Command::new(bins.path("pg_rewind"))
+            .args(["-D".as_ref(), self.state.data_dir(name).as_os_str()])
+            .args(["--source-server", &conninfo])
+            .env("PGPASSWORD", &secrets.superuser_password)
+            .dir(self.state.node_dir(name))
+            .as_user(self.user.as_ref())
+            .read()
+            .with_context(|| format!("cannot rewind `{name}` onto `{}`", source.name))?;
+        let replica = after
+            .find_replica(name)
+            .with_context(|| format!("`{name}` is no replica of `{}`", source.name))?;
+        self.write_config(after, Member::Replica(replica))?;
+        Ok(())
+    }
+
+    /// Where a native replica reaches `node`: the stack's host and the
+    /// node's port.
+    pub fn upstream(&self, node: &Node) -> standby::Upstream {
+        standby::Upstream {
+            host: self.spec().host().to_string(),
+            port: node.port,
+        }
+    }
+
+    /// Makes the stopped node `name` a standby of `upstream`: the same
+    /// settings `pg_basebackup -R -S <name>` writes (for a copy of the
+    /// template, and for an old primary after `pg_rewind`).
+    pub fn make_standby(&self, name: &str, upstream: &Node, secrets: &Secrets) -> Result<()> {
         let spec = self.spec();
         let data = self.state.data_dir(name);
-        let auto_conf =
-            standby::auto_conf(spec, &spec.primary, name, &secrets.replication_password);
+        let auto_conf = standby::auto_conf(
+            spec,
+            &self.upstream(upstream),
+            name,
+            &secrets.replication_password,
+        );
         for (file, contents) in [
             (standby::AUTO_CONF, auto_conf.as_str()),
             (standby::STANDBY_SIGNAL, ""),

@@ -176,7 +176,7 @@ impl Native<'_> {
                 self.base_backup(bins, secrets, &name)
             })?;
             self.sync_config(Member::Replica(replica))?;
-            self.run_node(bins, Member::Replica(replica), false, secrets, progress)
+            self.run_node(bins, &replica.node, false, secrets, progress)
                 .await?;
         }
     }

@@ -79,6 +79,8 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
     // survives the checkpoint of another backup taken at the same time
     // (`pg_basebackup -C` creates its slot only after its own checkpoint).
     set("wal_keep_size", WAL_KEEP_SIZE);
+    // pg_rewind needs it to rejoin an old primary after `cargo xtask failover`.
+    set("wal_log_hints", "on");
     set("hot_standby_feedback", "off");
     set("wal_receiver_status_interval", "1s");
     // Replicas reconnect within 100 ms after the primary restarts, not 5 s.

@@ -328,14 +328,43 @@ impl StackSpec {
             .chain(self.replicas.iter().map(Member::Replica))
     }
 
+    /// The stack with node `name` as its primary: how it runs after
+    /// `cargo xtask failover --to name`. The spec's primary takes the
+    /// promoted replica's place among the replicas, with its own (zero)
+    /// delay: a delay belongs to its node. Every other field is unchanged.
+    pub fn with_primary(&self, name: &str) -> Result<StackSpec, UnknownNode> {
+        if self.primary.name == name {
+            return Ok(self.clone());
+        }
+        let index = self
+            .replicas
+            .iter()
+            .position(|r| r.node.name == name)
+            .ok_or_else(|| self.unknown_node(name))?;
+        let mut runtime = self.clone();
+        let promoted = std::mem::replace(
+            &mut runtime.replicas[index],
+            Replica {
+                node: self.primary.clone(),
+                delay: Duration::ZERO,
+            },
+        );
+        runtime.primary = promoted.node;
+        Ok(runtime)
+    }
+
     /// The node called `name`, or an error that lists the spec's nodes.
     pub fn node(&self, name: &str) -> Result<&Node, UnknownNode> {
         self.nodes()
             .find(|n| n.name == name)
-            .ok_or_else(|| UnknownNode {
-                name: name.to_owned(),
-                known: self.nodes().map(|n| n.name.clone()).collect(),
-            })
+            .ok_or_else(|| self.unknown_node(name))
+    }
+
+    fn unknown_node(&self, name: &str) -> UnknownNode {
+        UnknownNode {
+            name: name.to_owned(),
+            known: self.nodes().map(|n| n.name.clone()).collect(),
+        }
     }
 
     /// The login role's name, password and database (`postgres` when the

@@ -244,3 +244,26 @@ fn the_slot_wal_limit_holds_at_least_a_segment() {
     assert_eq!(default_spec().slot_wal_limit_mb(16).validate(), Ok(()));
     assert_eq!(default_spec().unlimited_slot_wal().validate(), Ok(()));
 }
+
+#[test]
+fn after_a_failover_the_promoted_replica_is_the_primary_and_delays_stay_with_their_nodes() {
+    let spec = default_spec().replica(Replica::new("replica2", 5434).delay(Duration::from_secs(1)));
+    let runtime = spec.with_primary("replica2").unwrap();
+    assert_eq!(runtime.primary.name, "replica2");
+    let replicas: Vec<(&str, Duration)> = runtime
+        .replicas
+        .iter()
+        .map(|r| (r.node.name.as_str(), r.delay))
+        .collect();
+    assert_eq!(
+        replicas,
+        [
+            ("replica1", Duration::from_millis(3000)),
+            ("primary", Duration::ZERO)
+        ]
+    );
+    assert_eq!(runtime.validate(), Ok(()));
+    assert_eq!(spec.with_primary("primary").unwrap(), spec);
+    let err = spec.with_primary("nope").unwrap_err();
+    assert_eq!(err.known, ["primary", "replica1", "replica2"]);
+}

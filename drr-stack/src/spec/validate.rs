@@ -16,6 +16,10 @@ const MANAGED_SETTINGS: &[(&str, &str)] = &[
     ),
     ("fsync", "call `.durable()` on the spec for `fsync = on`"),
     (
+        "wal_log_hints",
+        "`cargo xtask failover` needs it on to rejoin the old primary with pg_rewind",
+    ),
+    (
         "wal_keep_size",
         "drr keeps 64 MB so that concurrent base backups never lose their start",
     ),

@@ -77,17 +77,39 @@ pub async fn run(
     crate::codegen::check(project)?;
     stack.up(progress).await?;
     progress.done("stack is up");
-    let result = run_tests(project, options).await;
+    let result = run_tests(project, stack, options, progress).await;
     if options.down {
         stack.down(progress)?;
     }
     result
 }
 
-async fn run_tests(project: &Project, options: &TestOptions) -> Result<ExitCode> {
+async fn run_tests(
+    project: &Project,
+    stack: &Stack<'_>,
+    options: &TestOptions,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
     let spec = project.spec();
     let secrets = Secrets::load_or_create(&project.secrets_dir())?;
     let mut vars = env::vars(spec, Some(&secrets));
+    let runtime = stack.runtime(&secrets).await?;
+    if runtime.primary.name != spec.primary.name {
+        if options.keep_overrides {
+            eprintln!(
+                "note: `{}` is the primary (--keep-overrides); DRR_PRIMARY_URL still names the \
+                 spec's `{}`, so tests that write there fail; DRR_WRITER_URL follows the primary",
+                runtime.primary.name, spec.primary.name
+            );
+        } else {
+            crate::failover::run(stack, &secrets, Some(&spec.primary.name), progress).await?;
+            eprintln!(
+                "failed back over to `{}`, the spec's primary (keep such changes with \
+                 `--keep-overrides`)",
+                spec.primary.name
+            );
+        }
+    }
     if options.keep_overrides {
         let live = lag::runtime(spec, &secrets).await?;
         for replica in live
