@@ -2,12 +2,15 @@
 //! transactions on top of one.
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::node::{Node, Role};
-use crate::router::{NodeId, Router};
-use crate::session::Session;
+use crate::node::{Node, NodeId};
+use crate::role::Role;
+use crate::session_state::SessionState;
+use crate::wal;
 
 /// A pooled connection to one node, returned to its pool on drop.
 ///
@@ -21,13 +24,13 @@ pub struct NodeClient {
 
 /// Counts a request in flight on its node for as long as it lives.
 struct InFlight {
-    router: Router,
+    cluster: Arc<Cluster>,
     id: NodeId,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.router
+        self.cluster
             .node(self.id)
             .health
             .outstanding
@@ -36,11 +39,15 @@ impl Drop for InFlight {
 }
 
 impl NodeClient {
-    pub(crate) fn new(router: Router, id: NodeId, object: deadpool_postgres::Object) -> Self {
-        router.node(id).health.outstanding.fetch_add(1, Relaxed);
+    pub(crate) fn new(
+        cluster: Arc<Cluster>,
+        id: NodeId,
+        object: deadpool_postgres::Object,
+    ) -> Self {
+        cluster.node(id).health.outstanding.fetch_add(1, Relaxed);
         NodeClient {
             object,
-            _in_flight: InFlight { router, id },
+            _in_flight: InFlight { cluster, id },
         }
     }
 
@@ -59,12 +66,25 @@ impl NodeClient {
     }
 
     fn node_ref(&self) -> &Node {
-        self._in_flight.router.node(self._in_flight.id)
+        self._in_flight.cluster.node(self._in_flight.id)
     }
 
     /// Wraps a driver error with this node's name.
     pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
         Error::postgres(&self.node_ref().name, err)
+    }
+
+    /// Records, in `session`, a write just committed through this primary
+    /// connection: pins the session and, under read-your-writes, takes a
+    /// token.
+    pub(crate) async fn note_write(&self, session: &SessionState) -> Result<()> {
+        let token = if session.wants_token() {
+            Some(wal::commit_token(self).await.map_err(|e| self.error(e))?)
+        } else {
+            None
+        };
+        session.record_write(token);
+        Ok(())
     }
 
     /// Closes the connection instead of returning it to the pool.
@@ -102,13 +122,13 @@ pub struct Transaction<'s> {
     /// Present until commit, rollback or drop.
     client: Option<NodeClient>,
     /// The session to tell about the commit of a read-write transaction.
-    writer: Option<&'s Session>,
+    writer: Option<&'s SessionState>,
 }
 
 impl<'s> Transaction<'s> {
     /// `writer` is the session whose write this is, for read-write
     /// transactions.
-    pub(crate) fn new(client: NodeClient, writer: Option<&'s Session>) -> Self {
+    pub(crate) fn new(client: NodeClient, writer: Option<&'s SessionState>) -> Self {
         Transaction {
             client: Some(client),
             writer,
@@ -144,7 +164,7 @@ impl<'s> Transaction<'s> {
             .await
             .map_err(|e| client.error(e))?;
         match self.writer {
-            Some(session) => session.note_write_on(&client).await,
+            Some(session) => client.note_write(session).await,
             None => Ok(()),
         }
     }

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::node::{HealthSnapshot, Role};
+use crate::health::HealthSnapshot;
+use crate::role::Role;
 
 /// Why a read went to the primary instead of a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,167 @@
+//! Reads: choosing the replica the context allows, falling back to the
+//! primary, and retrying once elsewhere when a read fails on a replica.
+
+use std::sync::Arc;
+
+use crate::client::{NodeClient, Transaction};
+use crate::cluster::Cluster;
+use crate::config::Fallback;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::node::NodeId;
+use crate::route::ops::{Acquire, Batch, Op, Params};
+use crate::route::wait::wait_for_catch_up;
+use crate::route::{Routed, connect};
+use crate::session_state::ReadContext;
+use crate::stats::FallbackReason;
+
+/// Runs a read on a replica the context allows; if it fails there in a way
+/// another node may not repeat, bans the node if it is unreachable and
+/// retries once elsewhere.
+pub(crate) async fn read<O: Op>(
+    cluster: &Arc<Cluster>,
+    ctx: &ReadContext,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Routed<O::Out>> {
+    let mut failed = None;
+    loop {
+        let (id, error) = match choose(cluster, ctx, failed).await {
+            Ok(client) => match O::run(&client, sql, params).await {
+                Ok(out) => {
+                    cluster.node(client.id()).counters.read();
+                    tracing::Span::current().record("node", client.node());
+                    return Ok(Routed {
+                        out,
+                        client,
+                        wrote: false,
+                    });
+                }
+                Err(err) => (client.id(), client.error(err)),
+            },
+            Err(Failure::On(id, error)) => (id, error),
+            Err(Failure::Final(error)) => return Err(error),
+        };
+        if failed.is_some() || id == NodeId::Primary || !error.is_retryable_read() {
+            return Err(error);
+        }
+        let node = cluster.node(id);
+        node.counters.retry();
+        if error.is_connection() {
+            node.ban(cluster.clock.now_ms(), cluster.config.ban_duration);
+        }
+        tracing::info!(node = %node.name, %error, "read failed on a replica: retrying elsewhere");
+        failed = Some(id);
+    }
+}
+
+/// A connection for a read the context allows, retrying once elsewhere if
+/// connecting fails.
+pub(crate) async fn read_client(cluster: &Arc<Cluster>, ctx: &ReadContext) -> Result<NodeClient> {
+    read::<Acquire>(cluster, ctx, "", &[])
+        .await
+        .map(|routed| routed.client)
+}
+
+/// A `READ ONLY`, `REPEATABLE READ` transaction where the context allows.
+pub(crate) async fn read_transaction(
+    cluster: &Arc<Cluster>,
+    ctx: &ReadContext,
+) -> Result<Transaction<'static>> {
+    let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    let routed = read::<Batch>(cluster, ctx, begin, &[]).await?;
+    Ok(Transaction::new(routed.client, None))
+}
+
+/// Why no connection for a read: a node that failed (worth a retry
+/// elsewhere), or nothing left to try.
+pub(crate) enum Failure {
+    On(NodeId, Error),
+    Final(Error),
+}
+
+/// Picks the node for a read and connects to it.
+async fn choose(
+    cluster: &Arc<Cluster>,
+    ctx: &ReadContext,
+    failed: Option<NodeId>,
+) -> Result<NodeClient, Failure> {
+    if ctx.pinned() {
+        cluster.node(NodeId::Primary).counters.pinned_read();
+        return connect_for_read(cluster, NodeId::Primary).await;
+    }
+    if cluster.replicas.is_empty() {
+        return connect_for_read(cluster, NodeId::Primary).await;
+    }
+    let required = ctx.required();
+    if let Some(id) = pick_replica(cluster, required, failed) {
+        return connect_for_read(cluster, id).await;
+    }
+    let reason = match (required, failed) {
+        (_, Some(_)) => FallbackReason::ReplicaFailed,
+        (Some(target), None) => match wait_for_catch_up(cluster, target).await? {
+            Some(client) => return Ok(client),
+            None => FallbackReason::CatchUpTimeout,
+        },
+        (None, None) => FallbackReason::NoEligibleReplica,
+    };
+    fall_back(cluster, reason).await
+}
+
+/// A replica that may serve reads and has replayed `required`, by the
+/// balancing policy, skipping `failed`.
+pub(crate) fn pick_replica(
+    cluster: &Arc<Cluster>,
+    required: Option<Lsn>,
+    failed: Option<NodeId>,
+) -> Option<NodeId> {
+    let now = cluster.clock.now_ms();
+    cluster
+        .balancer
+        .pick(
+            cluster.replicas.len(),
+            |i| {
+                let health = &cluster.replicas[i].health;
+                failed != Some(NodeId::Replica(i))
+                    && health.serves_reads(now, &cluster.config.max_lag)
+                    && required.is_none_or(|lsn| health.replay_lsn() >= lsn)
+            },
+            |i| {
+                cluster.replicas[i]
+                    .health
+                    .outstanding
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            },
+        )
+        .map(NodeId::Replica)
+}
+
+/// Sends a read to the primary, or fails, as configured.
+async fn fall_back(cluster: &Arc<Cluster>, reason: FallbackReason) -> Result<NodeClient, Failure> {
+    tracing::debug!(?reason, "no replica may serve the read");
+    if cluster.config.fallback == Fallback::Error {
+        let why = match reason {
+            FallbackReason::NoEligibleReplica => {
+                "every replica is down, banned or lagging beyond max_lag"
+            }
+            FallbackReason::CatchUpTimeout => {
+                "no replica replayed the session's writes within max_wait"
+            }
+            FallbackReason::ReplicaFailed => {
+                "the read failed on a replica and no other replica may serve it"
+            }
+        };
+        return Err(Failure::Final(Error::no_healthy_node("read", why)));
+    }
+    cluster.node(NodeId::Primary).counters.fallback(reason);
+    connect_for_read(cluster, NodeId::Primary).await
+}
+
+pub(crate) async fn connect_for_read(
+    cluster: &Arc<Cluster>,
+    id: NodeId,
+) -> Result<NodeClient, Failure> {
+    connect(cluster, id)
+        .await
+        .map_err(|error| Failure::On(id, error))
+}
