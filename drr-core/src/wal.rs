@@ -107,7 +107,10 @@ pub async fn commit_token(client: &Client) -> Result<LsnToken, tokio_postgres::E
 /// it reached `target`.
 ///
 /// On PostgreSQL 19 and later this uses `WAIT FOR LSN`; below, and if that
-/// fails, it polls `pg_last_wal_replay_lsn()` every `poll_interval`.
+/// fails, it polls `pg_last_wal_replay_lsn()` every `poll_interval`. With
+/// less than a millisecond left it answers from one check of the replay
+/// position: `WAIT FOR LSN` takes whole milliseconds, and reads a timeout of
+/// `0ms` as "wait indefinitely".
 pub async fn wait_for_replay(
     client: &Client,
     target: Lsn,
@@ -115,7 +118,7 @@ pub async fn wait_for_replay(
     poll_interval: Duration,
     server_version: i32,
 ) -> Result<(Option<Lsn>, bool), tokio_postgres::Error> {
-    if server_version >= WAIT_FOR_LSN_VERSION {
+    if server_version >= WAIT_FOR_LSN_VERSION && timeout >= Duration::from_millis(1) {
         let sql = format!(
             "WAIT FOR LSN '{target}' WITH (TIMEOUT '{}ms', NO_THROW)",
             timeout.as_millis()

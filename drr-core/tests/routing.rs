@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use drr_core::testing::TestStack;
 use drr_core::{Consistency, Fallback, LsnToken, MaxLag, Role, Router};
+use support::proxy::{Proxy, with_port};
 use support::{delay_at_least, direct, eventually, stack, unique_name};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 /// A table of our own, visible on every replica before the test uses it.
 struct Table {
@@ -315,7 +315,7 @@ async fn a_killed_replica_causes_no_failed_reads() {
         || async { reads.load(Ordering::Relaxed) >= 200 },
     )
     .await;
-    proxy.kill();
+    proxy.cut();
     for task in tasks {
         task.await.expect("reader task");
     }
@@ -477,60 +477,4 @@ async fn dead_url(url: &str) -> String {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     with_port(url, port)
-}
-
-fn with_port(url: &str, port: u16) -> String {
-    let config: tokio_postgres::Config = url.parse().expect("url");
-    let user = config.get_user().unwrap_or("postgres");
-    let password = config
-        .get_password()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let dbname = config.get_dbname().unwrap_or(user);
-    format!("host=127.0.0.1 port={port} user={user} password={password} dbname={dbname}")
-}
-
-/// A TCP proxy in front of a real server, which the test can kill: network
-/// fault injection, no mocked database.
-struct Proxy {
-    url: String,
-    kill: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(target_url: &str) -> Proxy {
-        let config: tokio_postgres::Config = target_url.parse().expect("url");
-        let target_port = config.get_ports().first().copied().unwrap_or(5432);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (kill, killed) = watch::channel(false);
-        let mut accept_killed = killed.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
-                    _ = accept_killed.changed() => return,
-                };
-                let mut killed = killed.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target_port)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            url: with_port(target_url, port),
-            kill,
-        }
-    }
-
-    fn kill(&self) {
-        let _ = self.kill.send(true);
-    }
 }

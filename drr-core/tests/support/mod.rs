@@ -2,6 +2,8 @@
 //! tests.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
