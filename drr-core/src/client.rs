@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeId};
+use crate::recycle;
 use crate::role::Role;
 use crate::session_state::SessionState;
 use crate::wal;
@@ -17,9 +18,17 @@ use crate::wal;
 /// Dereferences to [`tokio_postgres::Client`], so the whole driver API is
 /// there; [`node`](NodeClient::node) and [`role`](NodeClient::role) say
 /// where it points.
+///
+/// When it is dropped, a background check makes sure it carries no open
+/// transaction and no session state (a `SET`, a temporary table, a
+/// `LISTEN`, ...) before it goes back to the pool; otherwise it is closed,
+/// and [`NodeStats::discarded`](crate::NodeStats::discarded) counts it.
 pub struct NodeClient {
-    object: deadpool_postgres::Object,
-    _in_flight: InFlight,
+    /// Present until drop.
+    object: Option<deadpool_postgres::Object>,
+    /// Set when a caller holds the connection: it may come back dirty.
+    check_on_return: bool,
+    in_flight: InFlight,
 }
 
 /// Counts a request in flight on its node for as long as it lives.
@@ -46,9 +55,17 @@ impl NodeClient {
     ) -> Self {
         cluster.node(id).health.outstanding.fetch_add(1, Relaxed);
         NodeClient {
-            object,
-            _in_flight: InFlight { cluster, id },
+            object: Some(object),
+            check_on_return: false,
+            in_flight: InFlight { cluster, id },
         }
+    }
+
+    /// Marks the connection as held by a caller, who may run anything on
+    /// it: it is checked before it goes back to the pool.
+    pub(crate) fn handed_out(mut self) -> Self {
+        self.check_on_return = true;
+        self
     }
 
     /// The node's name, e.g. `primary` or `replica1`.
@@ -62,11 +79,11 @@ impl NodeClient {
     }
 
     pub(crate) fn id(&self) -> NodeId {
-        self._in_flight.id
+        self.in_flight.id
     }
 
     fn node_ref(&self) -> &Node {
-        self._in_flight.cluster.node(self._in_flight.id)
+        self.in_flight.cluster.node(self.in_flight.id)
     }
 
     /// Wraps a driver error with this node's name.
@@ -88,8 +105,11 @@ impl NodeClient {
     }
 
     /// Closes the connection instead of returning it to the pool.
-    fn discard(self) {
-        drop(deadpool_postgres::Object::take(self.object));
+    fn discard(mut self) {
+        if let Some(object) = self.object.take() {
+            self.node_ref().counters.discarded();
+            drop(deadpool_postgres::Object::take(object));
+        }
     }
 }
 
@@ -97,7 +117,22 @@ impl Deref for NodeClient {
     type Target = tokio_postgres::Client;
 
     fn deref(&self) -> &Self::Target {
-        &self.object
+        // Only `drop` and `discard` take it.
+        self.object
+            .as_ref()
+            .expect("a NodeClient's connection is present until it is dropped")
+    }
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        if self.check_on_return {
+            let InFlight { cluster, id } = &self.in_flight;
+            recycle::check_then_return(cluster.clone(), *id, object);
+        }
     }
 }
 
@@ -130,7 +165,7 @@ impl<'s> Transaction<'s> {
     /// transactions.
     pub(crate) fn new(client: NodeClient, writer: Option<&'s SessionState>) -> Self {
         Transaction {
-            client: Some(client),
+            client: Some(client.handed_out()),
             writer,
         }
     }

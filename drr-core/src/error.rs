@@ -33,6 +33,11 @@ enum Inner {
     Pool { node: Arc<str>, detail: String },
     #[error("the /* drr:replica */ hint was refused: the statement {reason}")]
     HintRefused { reason: Reason },
+    #[error(
+        "automatic routing refused a statement that {reason}: each call may run on another \
+         pooled connection; use `transaction()` for statements that belong together"
+    )]
+    SessionStatement { reason: Reason },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -58,6 +63,10 @@ impl Error {
 
     pub(crate) fn hint_refused(reason: Reason) -> Self {
         Error(Box::new(Inner::HintRefused { reason }))
+    }
+
+    pub(crate) fn session_statement(reason: Reason) -> Self {
+        Error(Box::new(Inner::SessionStatement { reason }))
     }
 
     pub(crate) fn pool(
@@ -93,7 +102,10 @@ impl Error {
             | Inner::Connect { node, .. }
             | Inner::Pool { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
-            Inner::Config(_) | Inner::NoHealthyNode { .. } | Inner::HintRefused { .. } => None,
+            Inner::Config(_)
+            | Inner::NoHealthyNode { .. }
+            | Inner::HintRefused { .. }
+            | Inner::SessionStatement { .. } => None,
         }
     }
 
@@ -130,6 +142,17 @@ impl Error {
     /// provably read-only.
     pub fn is_hint_refused(&self) -> bool {
         matches!(&*self.0, Inner::HintRefused { .. })
+    }
+
+    /// Whether automatic routing refused a statement that controls a
+    /// transaction or leaves state on its connection (`BEGIN`, `COMMIT`,
+    /// `SET` without `LOCAL`, `LISTEN`, `PREPARE`, `DECLARE`, a temporary
+    /// table, a session-level advisory lock, ...). Each plain call may run on
+    /// another pooled connection: run such statements in a
+    /// [`transaction()`](crate::Router::transaction), or on one client from
+    /// [`primary()`](crate::Router::primary).
+    pub fn is_session_statement(&self) -> bool {
+        matches!(&*self.0, Inner::SessionStatement { .. })
     }
 
     /// Whether the configuration (or environment) is invalid.
@@ -225,6 +248,10 @@ mod tests {
         );
         assert!(err.is_hint_refused());
         assert!(!err.is_retryable_read());
+
+        let err = Error::session_statement(Reason::TransactionControl);
+        assert!(err.is_session_statement() && !err.is_hint_refused());
+        assert!(err.to_string().contains("`transaction()`"), "{err}");
 
         let err = Error::config("bad");
         assert!(err.is_config() && err.code().is_none());

@@ -65,6 +65,17 @@
 //!
 //! Calls on the [`Router`] itself remember nothing and read eventually.
 //!
+//! **Connections.** Each plain call may run on another pooled connection,
+//! so plain calls refuse statements that control a transaction or leave
+//! state on their connection (`BEGIN`, `COMMIT`, `SAVEPOINT`, `SET` without
+//! `LOCAL`, `LISTEN`, `PREPARE`, `DECLARE`, temporary tables, session-level
+//! advisory locks, ...) with [`Error::is_session_statement`]: use a
+//! [`transaction`](Router::transaction). A connection handed to the caller
+//! (a [`NodeClient`] or a [`Transaction`]) is checked in the background when
+//! it is dropped, and closed instead of going back to its pool if it is
+//! still in a transaction or carries session state; [`NodeStats::discarded`]
+//! counts those.
+//!
 //! **Failures.** The monitor bans a replica it cannot reach for
 //! [`RouterConfig::ban_duration`]; so does a read that fails to connect. A
 //! read that fails on a replica with a connection error, a read-only
@@ -178,6 +189,7 @@ mod lag;
 mod lsn;
 mod monitor;
 mod node;
+mod recycle;
 mod role;
 mod route;
 mod router;

@@ -94,13 +94,17 @@ impl Router {
 
     /// A pooled connection to the primary.
     pub async fn primary(&self) -> Result<NodeClient> {
-        route::connect(&self.cluster, NodeId::Primary).await
+        route::connect(&self.cluster, NodeId::Primary)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A pooled connection to a replica chosen by the balancing policy (or
     /// the primary, when no replica may serve reads and fallback is on).
     pub async fn replica(&self) -> Result<NodeClient> {
-        route::read_client(&self.cluster, &ReadContext::EVENTUAL).await
+        route::read_client(&self.cluster, &ReadContext::EVENTUAL)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// Runs a statement on the node its classification allows, returning

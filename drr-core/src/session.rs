@@ -29,8 +29,10 @@ use crate::session_state::SessionState;
 ///
 /// Plain calls run in autocommit mode, each on a pooled connection that may
 /// differ from the last: use [`transaction`](Session::transaction) for
-/// statements that belong together, never `BEGIN` through
-/// [`execute`](Session::execute).
+/// statements that belong together. Plain calls refuse statements that
+/// control a transaction or leave state on their connection (`BEGIN`,
+/// `SET` without `LOCAL`, `LISTEN`, ...; see
+/// [`Error::is_session_statement`](crate::Error::is_session_statement)).
 pub struct Session {
     cluster: Arc<Cluster>,
     state: SessionState,
@@ -106,7 +108,9 @@ impl Session {
     /// seen by the session: call [`note_write`](Session::note_write) after
     /// them.
     pub async fn primary(&self) -> Result<NodeClient> {
-        route::connect(&self.cluster, NodeId::Primary).await
+        route::connect(&self.cluster, NodeId::Primary)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A pooled connection for reads, chosen by the session's consistency.
@@ -117,7 +121,9 @@ impl Session {
     /// A pooled connection for reads, chosen by `consistency` for this call
     /// only.
     pub async fn replica_with(&self, consistency: Consistency) -> Result<NodeClient> {
-        route::read_client(&self.cluster, &self.state.context(consistency)).await
+        route::read_client(&self.cluster, &self.state.context(consistency))
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A read-write transaction on the primary. Its commit counts as a
@@ -137,7 +143,7 @@ impl Session {
     /// [`primary`](Session::primary)): pins the session and, under
     /// read-your-writes, takes a token from the primary.
     pub async fn note_write(&self) -> Result<()> {
-        let client = self.primary().await?;
+        let client = route::connect(&self.cluster, NodeId::Primary).await?;
         client.note_write(&self.state).await
     }
 

@@ -30,6 +30,7 @@ pub(crate) struct Counters {
     waits: AtomicU64,
     wait_micros: AtomicU64,
     bans: AtomicU64,
+    discarded: AtomicU64,
 }
 
 impl Counters {
@@ -51,6 +52,10 @@ impl Counters {
 
     pub(crate) fn ban(&self) {
         self.bans.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn discarded(&self) {
+        self.discarded.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn fallback(&self, reason: FallbackReason) {
@@ -84,6 +89,7 @@ impl Counters {
             waits: self.waits.load(Relaxed),
             wait_time: Duration::from_micros(self.wait_micros.load(Relaxed)),
             bans: self.bans.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
             health,
         }
     }
@@ -143,6 +149,9 @@ pub struct NodeStats {
     pub wait_time: Duration,
     /// Times the node was banned after failing.
     pub bans: u64,
+    /// Connections closed instead of going back to the pool, because a
+    /// caller left a transaction open or session state on them.
+    pub discarded: u64,
     /// The node's health as of the last check.
     pub health: HealthSnapshot,
 }

@@ -5,7 +5,7 @@
 use drr_core::{Classification, Reason, classify};
 use proptest::prelude::*;
 
-use Classification::{HintRefused, Primary, ReadOnly};
+use Classification::{HintRefused, Primary, ReadOnly, Refused};
 
 const TABLE: &[(&str, Classification)] = &[
     // Plain reads.
@@ -85,9 +85,29 @@ const TABLE: &[(&str, Classification)] = &[
     ("DROP TABLE t", Primary(Reason::NotAQuery)),
     ("ALTER TABLE t ADD COLUMN b int", Primary(Reason::NotAQuery)),
     ("TRUNCATE t", Primary(Reason::NotAQuery)),
-    ("BEGIN", Primary(Reason::NotAQuery)),
-    ("COMMIT", Primary(Reason::NotAQuery)),
-    ("SET search_path = app", Primary(Reason::NotAQuery)),
+    // Transaction control and session state: refused.
+    ("BEGIN", Refused(Reason::TransactionControl)),
+    ("COMMIT", Refused(Reason::TransactionControl)),
+    ("COMMIT PREPARED 'x'", Primary(Reason::NotAQuery)),
+    ("SET search_path = app", Refused(Reason::SessionState)),
+    ("SET LOCAL search_path = app", Primary(Reason::NotAQuery)),
+    ("SET TRANSACTION READ ONLY", Primary(Reason::NotAQuery)),
+    ("LISTEN c", Refused(Reason::SessionState)),
+    ("CREATE TEMP TABLE t (a int)", Refused(Reason::SessionState)),
+    (
+        "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1",
+        Refused(Reason::SessionState),
+    ),
+    ("CREATE TABLE temp (a int)", Primary(Reason::NotAQuery)),
+    ("SELECT * INTO TEMP t FROM u", Refused(Reason::SessionState)),
+    (
+        "/* drr:primary */ SELECT pg_advisory_lock(1)",
+        Refused(Reason::SessionState),
+    ),
+    (
+        "/* drr:replica */ DISCARD ALL",
+        Refused(Reason::SessionState),
+    ),
     (
         "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
         Primary(Reason::NotAQuery),
@@ -158,8 +178,9 @@ const TABLE: &[(&str, Classification)] = &[
         "SELECT * FROM t WHERE id = (SELECT nextval('s'))",
         Primary(Reason::WritingFunction),
     ),
+    ("SELECT pg_advisory_lock(42)", Refused(Reason::SessionState)),
     (
-        "SELECT pg_advisory_lock(42)",
+        "SELECT pg_advisory_xact_lock(42)",
         Primary(Reason::WritingFunction),
     ),
     (
@@ -172,7 +193,15 @@ const TABLE: &[(&str, Classification)] = &[
     ),
     (
         "SELECT set_config('search_path', 'x', false)",
+        Refused(Reason::SessionState),
+    ),
+    (
+        "SELECT set_config('search_path', 'x', true)",
         Primary(Reason::WritingFunction),
+    ),
+    (
+        "SELECT set_config('search_path', 'x', $1)",
+        Refused(Reason::SessionState),
     ),
     ("SELECT txid_current()", Primary(Reason::WritingFunction)),
     (

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "lag",
     // The state every part of a router shares.
     "cluster",
+    "recycle",
     "session_state",
     // Connections handed out, routing, the monitor.
     "client",

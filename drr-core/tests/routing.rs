@@ -429,7 +429,7 @@ async fn statements_go_where_their_classification_says() {
         "the primary hint goes to the primary"
     );
     let err = router
-        .execute("/* drr:replica */ CREATE TEMP TABLE x (a int)", &[])
+        .execute("/* drr:replica */ CREATE TABLE drr_core_never (a int)", &[])
         .await
         .expect_err("a refused hint");
     assert!(err.is_hint_refused(), "{err}");

@@ -44,6 +44,7 @@ pub(crate) async fn run<O: Op>(
                 .await
         }
         Classification::HintRefused(reason) => Err(Error::hint_refused(reason)),
+        Classification::Refused(reason) => Err(Error::session_statement(reason)),
         Classification::Primary(reason) => {
             let span = tracing::debug_span!("drr.write", ?reason);
             async {
