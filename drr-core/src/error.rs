@@ -29,6 +29,15 @@ enum Inner {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(
+        "{node} refused the login: {}; check the user and password in its URL",
+        describe(source)
+    )]
+    Authentication {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("connection pool of {node} failed: {detail}")]
     Pool { node: Arc<str>, detail: String },
     #[error("the /* drr:replica */ hint was refused: the statement {reason}")]
@@ -78,6 +87,9 @@ impl Error {
         let node = node.clone();
         Error(Box::new(match err {
             PoolError::Timeout(_) => Inner::PoolTimeout { node, waited },
+            PoolError::Backend(source) if is_login_refused(&source) => {
+                Inner::Authentication { node, source }
+            }
             PoolError::Backend(source) => Inner::Connect { node, source },
             other => Inner::Pool {
                 node,
@@ -88,7 +100,9 @@ impl Error {
 
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
-        Error(Box::new(if is_connection_error(&source) {
+        Error(Box::new(if is_login_refused(&source) {
+            Inner::Authentication { node, source }
+        } else if is_connection_error(&source) {
             Inner::Connect { node, source }
         } else {
             Inner::Postgres { node, source }
@@ -100,6 +114,7 @@ impl Error {
         match &*self.0 {
             Inner::PoolTimeout { node, .. }
             | Inner::Connect { node, .. }
+            | Inner::Authentication { node, .. }
             | Inner::Pool { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
             Inner::Config(_)
@@ -117,7 +132,9 @@ impl Error {
     /// The error the server reported, if this is one.
     pub fn as_db_error(&self) -> Option<&DbError> {
         match &*self.0 {
-            Inner::Postgres { source, .. } | Inner::Connect { source, .. } => source.as_db_error(),
+            Inner::Postgres { source, .. }
+            | Inner::Connect { source, .. }
+            | Inner::Authentication { source, .. } => source.as_db_error(),
             _ => None,
         }
     }
@@ -136,6 +153,13 @@ impl Error {
     /// Whether the node could not be reached or the connection broke.
     pub fn is_connection(&self) -> bool {
         matches!(&*self.0, Inner::Connect { .. })
+    }
+
+    /// Whether the node refused the login (SQLSTATE class 28: a wrong
+    /// password, an unknown role, a `pg_hba.conf` rule): check the user and
+    /// password in its URL. Not a connection error: the node was reached.
+    pub fn is_authentication(&self) -> bool {
+        matches!(&*self.0, Inner::Authentication { .. })
     }
 
     /// Whether a `/* drr:replica */` hint was put on a statement that is not
@@ -161,11 +185,12 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a replica refusing a write it
-    /// was given (a function we did not know writes), or a query cancelled
-    /// by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, a replica
+    /// refusing a write it was given (a function we did not know writes), or
+    /// a query cancelled by a conflict with recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
+            || self.is_authentication()
             || self.is_pool_timeout()
             || self.code().is_some_and(|code| {
                 code == &SqlState::READ_ONLY_SQL_TRANSACTION
@@ -195,8 +220,15 @@ pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     text
 }
 
+/// Whether the server refused the login (SQLSTATE class 28, invalid
+/// authorization specification).
+pub(crate) fn is_login_refused(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.code().code().starts_with("28"))
+}
+
 /// Whether a driver error means the connection, not the statement, failed.
-fn is_connection_error(err: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
     if err.is_closed() {
         return true;
     }

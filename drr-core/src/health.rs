@@ -1,7 +1,9 @@
 //! A node's health as the router knows it: what the monitor found at its
 //! last check, bans after failures, and requests in flight.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 use std::time::{Duration, Instant};
 
 use crate::config::MaxLag;
@@ -34,6 +36,8 @@ pub(crate) struct Health {
     lag_bytes: AtomicU64,
     lag_ms: AtomicU64,
     server_version: AtomicI32,
+    /// Why the last check failed ([`CheckFailure::code`]), 0 if it did not.
+    failure: AtomicU8,
     pub(crate) outstanding: AtomicUsize,
 }
 
@@ -47,6 +51,7 @@ impl Health {
             lag_bytes: AtomicU64::new(UNKNOWN),
             lag_ms: AtomicU64::new(UNKNOWN),
             server_version: AtomicI32::new(0),
+            failure: AtomicU8::new(0),
             outstanding: AtomicUsize::new(0),
         }
     }
@@ -87,7 +92,15 @@ impl Health {
     pub(crate) fn record_check(&self, in_recovery: bool, server_version: i32) {
         self.in_recovery.store(in_recovery, Relaxed);
         self.server_version.store(server_version, Relaxed);
+        self.failure.store(0, Relaxed);
         self.reachable.store(true, Relaxed);
+    }
+
+    /// Records a failed check. Returns whether it failed differently before
+    /// (or not at all), so that each new failure is logged once.
+    pub(crate) fn record_failure(&self, failure: CheckFailure) -> bool {
+        self.reachable.store(false, Relaxed);
+        self.failure.swap(failure.code(), Relaxed) != failure.code()
     }
 
     pub(crate) fn record_lag(&self, bytes: Option<u64>, time: Option<Duration>) {
@@ -105,10 +118,6 @@ impl Health {
         previous <= now_ms
     }
 
-    pub(crate) fn mark_unreachable(&self) {
-        self.reachable.store(false, Relaxed);
-    }
-
     pub(crate) fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
         let known = |v: u64| (v != UNKNOWN).then_some(v);
         HealthSnapshot {
@@ -118,6 +127,7 @@ impl Health {
             replay_lsn: Some(self.replay_lsn()).filter(|lsn| lsn.as_u64() != 0),
             lag_bytes: known(self.lag_bytes.load(Relaxed)),
             lag: known(self.lag_ms.load(Relaxed)).map(Duration::from_millis),
+            failure: CheckFailure::from_code(self.failure.load(Relaxed)),
             in_flight: self.outstanding.load(Relaxed),
         }
     }
@@ -143,6 +153,58 @@ pub struct HealthSnapshot {
     pub lag_bytes: Option<u64>,
     /// Replay lag in time, at the resolution of the check interval (replicas).
     pub lag: Option<Duration>,
+    /// Why the last check failed, if it did.
+    pub failure: Option<CheckFailure>,
     /// Requests running on the node through this router.
     pub in_flight: usize,
+}
+
+/// Why a health check of a node failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckFailure {
+    /// The node refused the login (SQLSTATE class 28): a wrong password, an
+    /// unknown role, a `pg_hba.conf` rule. Fix the URL; the node stays
+    /// without reads until then.
+    LoginRefused,
+    /// The node could not be reached, or the connection broke.
+    Unreachable,
+    /// The check took longer than the configured `check_timeout`.
+    TimedOut,
+    /// The check's query failed on the node.
+    QueryFailed,
+}
+
+impl CheckFailure {
+    const ALL: [CheckFailure; 4] = [
+        CheckFailure::LoginRefused,
+        CheckFailure::Unreachable,
+        CheckFailure::TimedOut,
+        CheckFailure::QueryFailed,
+    ];
+
+    /// A non-zero code for the atomic in [`Health`].
+    fn code(self) -> u8 {
+        match self {
+            CheckFailure::LoginRefused => 1,
+            CheckFailure::Unreachable => 2,
+            CheckFailure::TimedOut => 3,
+            CheckFailure::QueryFailed => 4,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<CheckFailure> {
+        Self::ALL.into_iter().find(|f| f.code() == code)
+    }
+}
+
+impl std::fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckFailure::LoginRefused => "refused the login",
+            CheckFailure::Unreachable => "is unreachable",
+            CheckFailure::TimedOut => "did not answer within check_timeout",
+            CheckFailure::QueryFailed => "failed the health check's query",
+        })
+    }
 }

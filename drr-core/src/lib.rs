@@ -166,7 +166,7 @@ pub use classify::{Classification, PRIMARY_HINT, REPLICA_HINT, Reason, classify}
 pub use client::{NodeClient, Transaction};
 pub use config::{Balance, Consistency, Fallback, MaxLag, RouterConfig};
 pub use error::{Error, Result};
-pub use health::HealthSnapshot;
+pub use health::{CheckFailure, HealthSnapshot};
 pub use lsn::{Lsn, LsnToken, ParseLsnError};
 pub use role::Role;
 pub use router::{Route, Router};

@@ -47,7 +47,7 @@ pub(crate) async fn read<O: Op>(
         }
         let node = cluster.node(id);
         node.counters.retry();
-        if error.is_connection() {
+        if error.is_connection() || error.is_authentication() {
             node.ban(cluster.clock.now_ms(), cluster.config.ban_duration);
         }
         tracing::info!(node = %node.name, %error, "read failed on a replica: retrying elsewhere");

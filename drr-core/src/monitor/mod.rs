@@ -9,15 +9,18 @@
 //! history of the primary's positions. A replica that has replayed
 //! everything has zero lag, however idle the primary.
 
+mod probe;
+
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_postgres::{Client, NoTls};
 
 use crate::cluster::Cluster;
+use crate::health::CheckFailure;
 use crate::node::Node;
 use crate::wal::{self, ReplayState};
+
+use probe::probe;
 
 /// Runs [`check`] every interval until the cluster is dropped.
 pub(crate) fn spawn(weak: Weak<Cluster>) -> JoinHandle<()> {
@@ -51,13 +54,13 @@ pub(crate) async fn check(cluster: &Arc<Cluster>) {
     monitor.primary = client;
     let now = cluster.clock.now_ms();
     match primary {
-        Some(lsn) => {
+        Ok(lsn) => {
             cluster.primary.health.record_check(false, 0);
             if let Ok(mut history) = cluster.history.lock() {
                 history.push(now, lsn);
             }
         }
-        None => cluster.primary.health.mark_unreachable(),
+        Err(failure) => record_failure(&cluster.primary, failure),
     }
 
     let mut checks = JoinSet::new();
@@ -79,12 +82,15 @@ pub(crate) async fn check(cluster: &Arc<Cluster>) {
     }
 }
 
-fn record_replica(cluster: &Cluster, node: &Node, state: Option<ReplayState>) {
+fn record_replica(cluster: &Cluster, node: &Node, state: Result<ReplayState, CheckFailure>) {
     let now = cluster.clock.now_ms();
-    let Some(state) = state else {
-        node.health.mark_unreachable();
-        node.ban(now, cluster.config.ban_duration);
-        return;
+    let state = match state {
+        Ok(state) => state,
+        Err(failure) => {
+            record_failure(node, failure);
+            node.ban(now, cluster.config.ban_duration);
+            return;
+        }
     };
     node.health
         .record_check(state.in_recovery, state.server_version);
@@ -101,44 +107,17 @@ fn record_replica(cluster: &Cluster, node: &Node, state: Option<ReplayState>) {
     node.health.record_lag(bytes, time);
 }
 
-/// Runs one check on the monitor's connection to `node`, connecting first if
-/// needed. Returns the connection to keep (none after a failure) and the
-/// result.
-async fn probe<T, F>(
-    client: Option<Client>,
-    node: &Node,
-    timeout: Duration,
-    read: F,
-) -> (Option<Client>, Option<T>)
-where
-    F: AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
-{
-    let attempt = async {
-        let client = match client {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(node).await?,
-        };
-        let value = read(&client).await?;
-        Ok::<_, tokio_postgres::Error>((client, value))
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok((client, value))) => (Some(client), Some(value)),
-        Ok(Err(err)) => {
-            tracing::debug!(node = %node.name, error = %err, "health check failed");
-            (None, None)
-        }
-        Err(_) => {
-            tracing::debug!(node = %node.name, ?timeout, "health check timed out");
-            (None, None)
+/// Records a failed check, logging it at `warn` when the node failed
+/// differently before, or not at all.
+fn record_failure(node: &Node, failure: CheckFailure) {
+    if node.health.record_failure(failure) {
+        match failure {
+            CheckFailure::LoginRefused => tracing::warn!(
+                node = %node.name,
+                "{} refused the login: check the user and password in its URL; it gets no reads until it accepts",
+                node.name
+            ),
+            _ => tracing::warn!(node = %node.name, "{} {failure}", node.name),
         }
     }
-}
-
-async fn connect(node: &Node) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = node.pg.connect(NoTls).await?;
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the server goes away.
-        let _ = connection.await;
-    });
-    Ok(client)
 }
