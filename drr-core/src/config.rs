@@ -245,7 +245,10 @@ impl RouterConfig {
         self
     }
 
-    /// How long an unreachable replica gets no reads (default 5 s).
+    /// How long a failed replica gets no reads, counted from the first
+    /// failure of its outage (default 5 s): reads resume at the first
+    /// successful check after that. Later failures of the same outage do
+    /// not extend the ban.
     pub fn ban_duration(mut self, duration: Duration) -> Self {
         self.ban_duration = duration;
         self

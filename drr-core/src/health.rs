@@ -31,6 +31,9 @@ pub(crate) struct Health {
     /// At least one check succeeded since the last failure.
     reachable: AtomicBool,
     in_recovery: AtomicBool,
+    /// When the current outage began (its first failure), UNKNOWN while
+    /// the node is up.
+    down_since_ms: AtomicU64,
     banned_until_ms: AtomicU64,
     replay_lsn: AtomicU64,
     lag_bytes: AtomicU64,
@@ -46,6 +49,7 @@ impl Health {
         Health {
             reachable: AtomicBool::new(false),
             in_recovery: AtomicBool::new(false),
+            down_since_ms: AtomicU64::new(UNKNOWN),
             banned_until_ms: AtomicU64::new(0),
             replay_lsn: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(UNKNOWN),
@@ -93,6 +97,7 @@ impl Health {
         self.in_recovery.store(in_recovery, Relaxed);
         self.server_version.store(server_version, Relaxed);
         self.failure.store(0, Relaxed);
+        self.down_since_ms.store(UNKNOWN, Relaxed);
         self.reachable.store(true, Relaxed);
     }
 
@@ -111,11 +116,22 @@ impl Health {
         self.lag_ms.store(ms, Relaxed);
     }
 
-    /// Bans the node until `until_ms`. Returns whether it was not banned
-    /// already (so a burst of failures counts as one ban).
-    pub(crate) fn ban(&self, now_ms: u64, until_ms: u64) -> bool {
-        let previous = self.banned_until_ms.fetch_max(until_ms, Relaxed);
-        previous <= now_ms
+    /// Bans the node for `duration` if this failure begins an outage (the
+    /// node was up); later failures of the same outage neither renew nor
+    /// extend the ban. Returns whether it banned, so that an outage counts
+    /// as one ban. The ban ends at the first successful check after it
+    /// expires: reads also need the last check to have succeeded.
+    pub(crate) fn ban(&self, now_ms: u64, duration: Duration) -> bool {
+        let began = self
+            .down_since_ms
+            .compare_exchange(UNKNOWN, now_ms, Relaxed, Relaxed)
+            .is_ok();
+        if began {
+            let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            self.banned_until_ms
+                .store(now_ms.saturating_add(ms), Relaxed);
+        }
+        began
     }
 
     pub(crate) fn snapshot(&self, now_ms: u64) -> HealthSnapshot {

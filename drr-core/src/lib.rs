@@ -76,8 +76,11 @@
 //! still in a transaction or carries session state; [`NodeStats::discarded`]
 //! counts those.
 //!
-//! **Failures.** The monitor bans a replica it cannot reach for
-//! [`RouterConfig::ban_duration`]; so does a read that fails to connect. A
+//! **Failures.** The first failure of an outage (a check the monitor
+//! cannot complete, or a read that cannot connect) bans a replica: it gets
+//! no reads again until the first successful check at least
+//! [`RouterConfig::ban_duration`] after that first failure. Later failures
+//! of the same outage do not extend the ban. A
 //! read that fails on a replica with a connection error, a read-only
 //! violation (a writing function we did not know), or a recovery conflict
 //! is retried once elsewhere. Writes are never retried. When no replica may

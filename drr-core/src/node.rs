@@ -28,11 +28,10 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Keeps reads away from the node for `duration`. A burst of failures
-    /// counts as one ban.
+    /// Keeps reads away from the node for `duration` from the first
+    /// failure of an outage (see [`Health::ban`]).
     pub(crate) fn ban(&self, now_ms: u64, duration: Duration) {
-        let until = now_ms.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
-        if self.health.ban(now_ms, until) {
+        if self.health.ban(now_ms, duration) {
             self.counters.ban();
             tracing::warn!(node = %self.name, ?duration, "node unreachable: banned");
         }
