@@ -51,11 +51,15 @@ pub enum Fallback {
 }
 
 /// How far behind a replica may be and still serve reads. Unset limits do
-/// not apply.
+/// not apply. A replica is not eligible under a limit until the monitor has
+/// measured its lag, and the lag it compares is an upper bound, so a
+/// replica is never let through further behind than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct MaxLag {
-    /// Replay lag in time, at the resolution of the check interval.
+    /// Replay lag in time: an upper bound that includes the time since the
+    /// last check, so a caught-up replica counts up to one check interval
+    /// (more under load) behind. Keep the limit well above the interval.
     pub time: Option<Duration>,
     /// Replay lag in bytes of WAL.
     pub bytes: Option<u64>,

@@ -7,6 +7,7 @@ use std::sync::atomic::{
 use std::time::{Duration, Instant};
 
 use crate::config::MaxLag;
+use crate::lag::Lag;
 use crate::lsn::Lsn;
 
 /// Milliseconds since the router started: cheap to store in atomics.
@@ -23,7 +24,7 @@ impl Clock {
     }
 }
 
-/// Stands for "unknown" in the lag atomics.
+/// Stands for "unknown" in the atomics.
 const UNKNOWN: u64 = u64::MAX;
 
 /// The monitor's latest findings, plus bans from failed reads.
@@ -36,8 +37,7 @@ pub(crate) struct Health {
     down_since_ms: AtomicU64,
     banned_until_ms: AtomicU64,
     replay_lsn: AtomicU64,
-    lag_bytes: AtomicU64,
-    lag_ms: AtomicU64,
+    pub(crate) lag: Lag,
     server_version: AtomicI32,
     /// Why the last check failed ([`CheckFailure::code`]), 0 if it did not.
     failure: AtomicU8,
@@ -52,8 +52,7 @@ impl Health {
             down_since_ms: AtomicU64::new(UNKNOWN),
             banned_until_ms: AtomicU64::new(0),
             replay_lsn: AtomicU64::new(0),
-            lag_bytes: AtomicU64::new(UNKNOWN),
-            lag_ms: AtomicU64::new(UNKNOWN),
+            lag: Lag::new(),
             server_version: AtomicI32::new(0),
             failure: AtomicU8::new(0),
             outstanding: AtomicUsize::new(0),
@@ -61,17 +60,12 @@ impl Health {
     }
 
     /// Whether a replica may serve reads now: reachable, still in recovery,
-    /// not banned, and within `max_lag`.
+    /// not banned, and measured within `max_lag`.
     pub(crate) fn serves_reads(&self, now_ms: u64, max_lag: &MaxLag) -> bool {
         self.reachable.load(Relaxed)
             && self.in_recovery.load(Relaxed)
             && self.banned_until_ms.load(Relaxed) <= now_ms
-            && max_lag
-                .time
-                .is_none_or(|limit| within(self.lag_ms.load(Relaxed), limit.as_millis()))
-            && max_lag
-                .bytes
-                .is_none_or(|limit| within(self.lag_bytes.load(Relaxed), u128::from(limit)))
+            && self.lag.within(max_lag, now_ms)
     }
 
     pub(crate) fn replay_lsn(&self) -> Lsn {
@@ -81,12 +75,6 @@ impl Health {
     /// Replay only moves forward: keep the furthest position seen.
     pub(crate) fn saw_replay(&self, lsn: Lsn) {
         self.replay_lsn.fetch_max(lsn.as_u64(), Relaxed);
-    }
-
-    /// Replay lag in time as of the last check, if known.
-    pub(crate) fn lag(&self) -> Option<Duration> {
-        let ms = self.lag_ms.load(Relaxed);
-        (ms != UNKNOWN).then(|| Duration::from_millis(ms))
     }
 
     pub(crate) fn server_version(&self) -> i32 {
@@ -108,14 +96,6 @@ impl Health {
         self.failure.swap(failure.code(), Relaxed) != failure.code()
     }
 
-    pub(crate) fn record_lag(&self, bytes: Option<u64>, time: Option<Duration>) {
-        self.lag_bytes.store(bytes.unwrap_or(UNKNOWN), Relaxed);
-        let ms = time.map_or(UNKNOWN, |t| {
-            u64::try_from(t.as_millis()).unwrap_or(UNKNOWN - 1)
-        });
-        self.lag_ms.store(ms, Relaxed);
-    }
-
     /// Bans the node for `duration` if this failure begins an outage (the
     /// node was up); later failures of the same outage neither renew nor
     /// extend the ban. Returns whether it banned, so that an outage counts
@@ -135,22 +115,17 @@ impl Health {
     }
 
     pub(crate) fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
-        let known = |v: u64| (v != UNKNOWN).then_some(v);
         HealthSnapshot {
             reachable: self.reachable.load(Relaxed),
             in_recovery: self.in_recovery.load(Relaxed),
             banned: self.banned_until_ms.load(Relaxed) > now_ms,
             replay_lsn: Some(self.replay_lsn()).filter(|lsn| lsn.as_u64() != 0),
-            lag_bytes: known(self.lag_bytes.load(Relaxed)),
-            lag: known(self.lag_ms.load(Relaxed)).map(Duration::from_millis),
+            lag_bytes: self.lag.bytes(),
+            lag: self.lag.upper(now_ms),
             failure: CheckFailure::from_code(self.failure.load(Relaxed)),
             in_flight: self.outstanding.load(Relaxed),
         }
     }
-}
-
-fn within(value: u64, limit: u128) -> bool {
-    value != UNKNOWN && u128::from(value) <= limit
 }
 
 /// A node's health as of the last check.
@@ -165,9 +140,13 @@ pub struct HealthSnapshot {
     pub banned: bool,
     /// The furthest replay position seen (replicas).
     pub replay_lsn: Option<Lsn>,
-    /// Replay lag in bytes (replicas).
+    /// Replay lag in bytes as of the last check (replicas): the primary's
+    /// position, sampled after the replica's, minus its replay position.
     pub lag_bytes: Option<u64>,
-    /// Replay lag in time, at the resolution of the check interval (replicas).
+    /// Replay lag in time, an upper bound as of now (replicas): how long
+    /// ago the primary may first have written something the replica had
+    /// not replayed at its last check, the time since that check included.
+    /// `None` until a check has measured it.
     pub lag: Option<Duration>,
     /// Why the last check failed, if it did.
     pub failure: Option<CheckFailure>,

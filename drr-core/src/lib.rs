@@ -88,10 +88,16 @@
 //! set. [`Router::stats`] counts reads, writes, retries, fallbacks by
 //! reason, waits and bans per node.
 //!
-//! **Lag** in bytes is the primary's position minus the replica's replay
-//! position. Lag in time is how long ago the primary first wrote past the
-//! replica's replay position, so a caught-up replica of an idle primary has
-//! none (unlike `now() - pg_last_xact_replay_timestamp()`).
+//! **Lag** is measured as an upper bound. In bytes, it is the primary's
+//! position, sampled after the replica's, minus the replica's replay
+//! position. In time, it is how long ago the primary may first have written
+//! something the replica has not replayed: from a history of the primary's
+//! positions, the time since the last sample the replica had replayed, so
+//! it includes the time since the last check. A caught-up replica of an
+//! idle primary lags at most that (unlike
+//! `now() - pg_last_xact_replay_timestamp()`, which grows without bound).
+//! Until a check has measured a replica, its lag is unknown and
+//! [`MaxLag`] excludes it.
 //!
 //! # Consistency modes
 //!

@@ -21,10 +21,10 @@ const LAYERS: &[&str] = &[
     // One node's parts: balancing, role, health, counters, the node itself.
     "balance",
     "role",
+    "lag",
     "health",
     "stats",
     "node",
-    "lag",
     // The state every part of a router shares.
     "cluster",
     "recycle",

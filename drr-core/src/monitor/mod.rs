@@ -2,12 +2,14 @@
 //! an interval on its own connections (never the pools', so a busy pool
 //! cannot make a healthy node look dead).
 //!
-//! Lag in bytes is the primary's `pg_current_wal_lsn()` minus the replica's
-//! replay position. Lag in time is *not* `now() - pg_last_xact_replay_timestamp()`,
-//! which keeps growing while the primary is idle: it is how long ago the
-//! primary first wrote past the replica's replay position, from a short
-//! history of the primary's positions. A replica that has replayed
-//! everything has zero lag, however idle the primary.
+//! Lag in bytes is the primary's `pg_current_wal_lsn()`, sampled after the
+//! replica's, minus the replica's replay position. Lag in time is *not*
+//! `now() - pg_last_xact_replay_timestamp()`, which keeps growing while the
+//! primary is idle: it is an upper bound of how long ago the primary first
+//! wrote what the replica has not replayed, from a short history of the
+//! primary's positions ([`crate::lag`]). A replica that has replayed
+//! everything lags at most the time since the last check, however idle the
+//! primary.
 
 mod probe;
 
@@ -38,31 +40,14 @@ pub(crate) fn spawn(weak: Weak<Cluster>) -> JoinHandle<()> {
     })
 }
 
-/// Checks the primary, then every replica at once, and records what it
-/// finds.
+/// Checks the primary, then every replica at once, then the primary again,
+/// and records what it finds. The primary's positions around the replicas'
+/// make their lag an upper bound (see [`crate::lag`]).
 pub(crate) async fn check(cluster: &Arc<Cluster>) {
     let mut monitor = cluster.monitor.lock().await;
+    let reached = sample_primary(cluster, &mut monitor.primary).await;
+
     let timeout = cluster.config.check_timeout;
-
-    let (client, primary) = probe(
-        monitor.primary.take(),
-        &cluster.primary,
-        timeout,
-        wal::write_position,
-    )
-    .await;
-    monitor.primary = client;
-    let now = cluster.clock.now_ms();
-    match primary {
-        Ok(lsn) => {
-            cluster.primary.health.record_check(false, 0);
-            if let Ok(mut history) = cluster.history.lock() {
-                history.push(now, lsn);
-            }
-        }
-        Err(failure) => record_failure(&cluster.primary, failure),
-    }
-
     let mut checks = JoinSet::new();
     for (i, slot) in monitor.replicas.iter_mut().enumerate() {
         let client = slot.take();
@@ -73,12 +58,46 @@ pub(crate) async fn check(cluster: &Arc<Cluster>) {
             (i, client, state)
         });
     }
+    let mut states = Vec::with_capacity(cluster.replicas.len());
     while let Some(joined) = checks.join_next().await {
         let Ok((i, client, state)) = joined else {
             continue;
         };
         monitor.replicas[i] = client;
+        states.push((i, state));
+    }
+
+    if reached {
+        sample_primary(cluster, &mut monitor.primary).await;
+    }
+    for (i, state) in states {
         record_replica(cluster, &cluster.replicas[i], state);
+    }
+}
+
+/// Samples the primary's position into the history; returns whether it
+/// answered.
+async fn sample_primary(cluster: &Cluster, client: &mut Option<tokio_postgres::Client>) -> bool {
+    let (kept, position) = probe(
+        client.take(),
+        &cluster.primary,
+        cluster.config.check_timeout,
+        wal::write_position,
+    )
+    .await;
+    *client = kept;
+    match position {
+        Ok(lsn) => {
+            cluster.primary.health.record_check(false, 0);
+            if let Ok(mut history) = cluster.history.lock() {
+                history.push(cluster.clock.now_ms(), lsn);
+            }
+            true
+        }
+        Err(failure) => {
+            record_failure(&cluster.primary, failure);
+            false
+        }
     }
 }
 
@@ -100,11 +119,11 @@ fn record_replica(cluster: &Cluster, node: &Node, state: Result<ReplayState, Che
     if let Some(replay) = state.replay_lsn {
         node.health.saw_replay(replay);
     }
-    let (bytes, time) = match cluster.history.lock() {
-        Ok(history) => history.lag(node.health.replay_lsn(), now),
-        Err(_) => (None, None),
+    let measure = match cluster.history.lock() {
+        Ok(history) => history.measure(node.health.replay_lsn()),
+        Err(_) => None,
     };
-    node.health.record_lag(bytes, time);
+    node.health.lag.record(measure, now);
 }
 
 /// Records a failed check, logging it at `warn` when the node failed

@@ -36,7 +36,7 @@ pub(crate) async fn wait_for_catch_up(
     let node = cluster.node(id);
     // Waiting for a replica known to be further behind than the bound
     // would only delay the fallback.
-    if max_wait.is_zero() || node.health.lag().is_some_and(|lag| lag > max_wait) {
+    if max_wait.is_zero() || node.health.lag.floor().is_some_and(|lag| lag > max_wait) {
         return Ok(None);
     }
     let client = connect_for_read(cluster, id).await?;
