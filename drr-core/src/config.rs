@@ -259,7 +259,10 @@ impl RouterConfig {
     }
 
     /// How long a read-your-writes read waits for a replica to catch up
-    /// before falling back (default 1 s; zero falls back at once).
+    /// before falling back (default 1 s; zero falls back at once). A read
+    /// does not wait at all when the replica certainly needs longer: its
+    /// `recovery_min_apply_delay` less the write's age, or the lag it
+    /// certainly has.
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
         self
@@ -364,6 +367,82 @@ mod tests {
             "host=a,b port=5432 user=u",
         ] {
             assert!(RouterConfig::new(good).is_ok(), "{good}");
+        }
+    }
+
+    /// Every default of the configuration, as the docs write it: a name and
+    /// its value (`16`, `5 s`, `500 ms`, `RoundRobin`, `none`).
+    fn documented_defaults() -> Vec<(&'static str, String)> {
+        let c = RouterConfig::new("host=localhost user=u").unwrap();
+        let time = |d: Duration| match d.as_millis() {
+            ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+            ms => format!("{ms} ms"),
+        };
+        let max_lag = match c.max_lag {
+            MaxLag {
+                time: None,
+                bytes: None,
+            } => "none".to_owned(),
+            other => format!("{other:?}"),
+        };
+        vec![
+            ("pool_size", c.pool_size.to_string()),
+            ("pool_wait_timeout", time(c.pool_wait_timeout)),
+            ("connect_timeout", time(c.connect_timeout)),
+            ("balance", format!("{:?}", c.balance)),
+            ("consistency", format!("{:?}", c.consistency)),
+            ("max_lag", max_lag),
+            ("fallback", format!("{:?}", c.fallback)),
+            ("check_interval", time(c.check_interval)),
+            ("check_timeout", time(c.check_timeout)),
+            ("ban_duration", time(c.ban_duration)),
+            ("max_wait", time(c.max_wait)),
+            ("poll_interval", time(c.poll_interval)),
+            ("classify_cache_size", c.classify_cache_size.to_string()),
+        ]
+    }
+
+    /// The defaults a Markdown table states: rows whose first cell names
+    /// settings (`` `pool_size` ``, `` `pool_size(n)` ``, or several joined
+    /// by ` / `) and whose second cell gives their defaults in the same
+    /// order, normalized (`` `Balance::RoundRobin` `` is `RoundRobin`,
+    /// `MaxLag::none()` is `none`).
+    fn table_defaults(markdown: &str) -> Vec<(String, String)> {
+        let clean = |cell: &str| {
+            let cell = cell.trim().trim_matches('`');
+            let cell = cell.split('(').next().unwrap_or(cell);
+            let cell = cell.rsplit("::").next().unwrap_or(cell);
+            cell.trim().to_owned()
+        };
+        let mut found = Vec::new();
+        for line in markdown.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, names, defaults, ..] = cells.as_slice() else {
+                continue;
+            };
+            let names: Vec<String> = names.split(" / ").map(clean).collect();
+            let defaults: Vec<String> = defaults.split(" / ").map(clean).collect();
+            if names.len() == defaults.len() {
+                found.extend(names.into_iter().zip(defaults));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_defaults_tables_match_the_code() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for doc in ["README.md", "../docs/configuring.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            let table = table_defaults(&text);
+            for (name, value) in documented_defaults() {
+                let stated = table.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                assert_eq!(
+                    stated.map(String::as_str),
+                    Some(value.as_str()),
+                    "{doc}: the default of `{name}` (the code says {value})"
+                );
+            }
         }
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct Health {
     replay_lsn: AtomicU64,
     pub(crate) lag: Lag,
     server_version: AtomicI32,
+    /// `recovery_min_apply_delay` in milliseconds, UNKNOWN if not known.
+    apply_delay_ms: AtomicU64,
     /// Why the last check failed ([`CheckFailure::code`]), 0 if it did not.
     failure: AtomicU8,
     pub(crate) outstanding: AtomicUsize,
@@ -54,6 +56,7 @@ impl Health {
             replay_lsn: AtomicU64::new(0),
             lag: Lag::new(),
             server_version: AtomicI32::new(0),
+            apply_delay_ms: AtomicU64::new(UNKNOWN),
             failure: AtomicU8::new(0),
             outstanding: AtomicUsize::new(0),
         }
@@ -87,6 +90,20 @@ impl Health {
         self.failure.store(0, Relaxed);
         self.down_since_ms.store(UNKNOWN, Relaxed);
         self.reachable.store(true, Relaxed);
+    }
+
+    /// Records a replica's `recovery_min_apply_delay`.
+    pub(crate) fn record_apply_delay(&self, delay: Option<Duration>) {
+        let ms = delay.map_or(UNKNOWN, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(UNKNOWN - 1)
+        });
+        self.apply_delay_ms.store(ms, Relaxed);
+    }
+
+    /// The replica's `recovery_min_apply_delay`, if known.
+    pub(crate) fn apply_delay(&self) -> Option<Duration> {
+        let ms = self.apply_delay_ms.load(Relaxed);
+        (ms != UNKNOWN).then(|| Duration::from_millis(ms))
     }
 
     /// Records a failed check. Returns whether it failed differently before

@@ -49,6 +49,17 @@ impl History {
         self.samples.push_back((now_ms, lsn));
     }
 
+    /// When the primary was last sampled short of `lsn`: what ends at `lsn`
+    /// was written after that. `None` if no sample is (the write may be
+    /// older than the history).
+    pub(crate) fn last_short_of(&self, lsn: Lsn) -> Option<u64> {
+        let short = self.samples.partition_point(|&(_, sampled)| sampled < lsn);
+        short
+            .checked_sub(1)
+            .and_then(|i| self.samples.get(i))
+            .map(|&(t, _)| t)
+    }
+
     /// Where a replica that has replayed up to `replay` stands; `None`
     /// before the primary has been sampled.
     pub(crate) fn measure(&self, replay: Lsn) -> Option<Measure> {
@@ -208,6 +219,15 @@ mod tests {
             "the bound grows after the check"
         );
         assert!(!lag.within(&MaxLag::bytes(99), 1_000));
+    }
+
+    #[test]
+    fn a_position_was_written_after_the_last_sample_short_of_it() {
+        let h = history(&[(0, 100), (1_000, 200), (2_000, 300)]);
+        assert_eq!(h.last_short_of(Lsn::from(250)), Some(1_000));
+        assert_eq!(h.last_short_of(Lsn::from(200)), Some(0));
+        assert_eq!(h.last_short_of(Lsn::from(900)), Some(2_000));
+        assert_eq!(h.last_short_of(Lsn::from(100)), None);
     }
 
     #[test]

@@ -61,7 +61,10 @@
 //!   replica that has replayed it; if none has, it waits up to
 //!   [`RouterConfig::max_wait`] on the most advanced one, polling its replay
 //!   position (`WAIT FOR LSN` on PostgreSQL 19 and later); then it falls
-//!   back.
+//!   back. It falls back at once, without waiting, when that replica
+//!   certainly needs longer than `max_wait`: its `recovery_min_apply_delay`
+//!   less the most the write's age can be, or the lag it certainly had at
+//!   its last check.
 //!
 //! Calls on the [`Router`] itself remember nothing and read eventually.
 //!

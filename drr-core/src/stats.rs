@@ -12,7 +12,8 @@ use crate::role::Role;
 pub(crate) enum FallbackReason {
     /// Every replica was down, banned, or too far behind.
     NoEligibleReplica,
-    /// No replica reached the session's token within the wait bound.
+    /// No replica reached the session's token within `max_wait`, or the
+    /// most advanced one certainly could not.
     CatchUpTimeout,
     /// The read failed on a replica and was retried on the primary.
     ReplicaFailed,
@@ -162,7 +163,8 @@ pub struct NodeStats {
 pub struct Fallbacks {
     /// Every replica was down, banned, or too far behind.
     pub no_eligible_replica: u64,
-    /// No replica reached the session's token within the wait bound.
+    /// No replica reached the session's token within `max_wait`, or the
+    /// most advanced one certainly could not (then the read did not wait).
     pub catch_up_timeout: u64,
     /// The read failed on a replica and was retried here.
     pub replica_failed: u64,

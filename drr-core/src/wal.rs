@@ -28,6 +28,10 @@ pub struct ReplayState {
     pub pause: Option<ReplayPause>,
     /// `server_version_num`, e.g. `150004`.
     pub server_version: i32,
+    /// `recovery_min_apply_delay`, on a server in recovery: how long after
+    /// its commit on the primary a transaction becomes visible here, at
+    /// the earliest.
+    pub apply_delay: Option<Duration>,
 }
 
 /// Whether replay is held by `pg_wal_replay_pause()`.
@@ -52,7 +56,9 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState, tokio_postgres
         .query_one(
             "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn(), \
              CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END, \
-             current_setting('server_version_num')::int4",
+             current_setting('server_version_num')::int4, \
+             CASE WHEN pg_is_in_recovery() THEN (extract(epoch FROM \
+               current_setting('recovery_min_apply_delay')::interval) * 1000)::int8 END",
             &[],
         )
         .await?;
@@ -66,6 +72,9 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState, tokio_postgres
             _ => ReplayPause::Paused,
         }),
         server_version: row.try_get(4)?,
+        apply_delay: row
+            .try_get::<_, Option<i64>>(5)?
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
     })
 }
 

@@ -113,6 +113,7 @@ fn record_replica(cluster: &Cluster, node: &Node, state: Result<ReplayState, Che
     };
     node.health
         .record_check(state.in_recovery, state.server_version);
+    node.health.record_apply_delay(state.apply_delay);
     if !state.in_recovery {
         tracing::warn!(node = %node.name, "replica is not in recovery: no reads until it is");
     }

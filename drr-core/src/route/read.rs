@@ -145,7 +145,7 @@ async fn fall_back(cluster: &Arc<Cluster>, reason: FallbackReason) -> Result<Nod
                 "every replica is down, banned or lagging beyond max_lag"
             }
             FallbackReason::CatchUpTimeout => {
-                "no replica replayed the session's writes within max_wait"
+                "no replica replays the session's writes within max_wait"
             }
             FallbackReason::ReplicaFailed => {
                 "the read failed on a replica and no other replica may serve it"

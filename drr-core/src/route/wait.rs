@@ -2,7 +2,7 @@
 //! session's token.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -34,9 +34,19 @@ pub(crate) async fn wait_for_catch_up(
     };
     let id = NodeId::Replica(i);
     let node = cluster.node(id);
-    // Waiting for a replica known to be further behind than the bound
-    // would only delay the fallback.
-    if max_wait.is_zero() || node.health.lag.floor().is_some_and(|lag| lag > max_wait) {
+    let written_after = cluster
+        .history
+        .lock()
+        .ok()
+        .and_then(|history| history.last_short_of(target));
+    let needs = certainly_needs(
+        node.health.apply_delay(),
+        written_after.map(|at| Duration::from_millis(now.saturating_sub(at))),
+        node.health.lag.floor(),
+    );
+    // Waiting for a replica that cannot get there in time would only delay
+    // the fallback.
+    if max_wait.is_zero() || needs > max_wait {
         return Ok(None);
     }
     let client = connect_for_read(cluster, id).await?;
@@ -60,5 +70,53 @@ pub(crate) async fn wait_for_catch_up(
             Ok(reached.then_some(client))
         }
         Err(err) => Err(Failure::On(id, client.error(err))),
+    }
+}
+
+/// How long a replica certainly still needs to replay a position: its
+/// apply delay less the most the position's age can be (only when the
+/// history bounds that age), or the lag it certainly had at its last
+/// check, whichever is longer.
+fn certainly_needs(
+    apply_delay: Option<Duration>,
+    age_at_most: Option<Duration>,
+    lag_floor: Option<Duration>,
+) -> Duration {
+    let by_delay = match (apply_delay, age_at_most) {
+        (Some(delay), Some(age)) => delay.saturating_sub(age),
+        _ => Duration::ZERO,
+    };
+    by_delay.max(lag_floor.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_delay_less_the_age_cannot_be_waited_out_faster() {
+        // A 3 s delay, a write at most 100 ms old: 2.9 s more at least.
+        assert_eq!(
+            certainly_needs(Some(3000 * MS), Some(100 * MS), Some(Duration::ZERO)),
+            2900 * MS
+        );
+        // An old write: nothing left to wait for by the delay.
+        assert_eq!(
+            certainly_needs(Some(3000 * MS), Some(5000 * MS), None),
+            Duration::ZERO
+        );
+        // A write older than the history: its age is unbounded.
+        assert_eq!(certainly_needs(Some(3000 * MS), None, None), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_measured_lag_counts_too() {
+        assert_eq!(certainly_needs(None, Some(MS), Some(1500 * MS)), 1500 * MS);
+        assert_eq!(
+            certainly_needs(Some(1000 * MS), Some(MS), Some(1500 * MS)),
+            1500 * MS
+        );
     }
 }
