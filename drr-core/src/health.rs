@@ -2,13 +2,14 @@
 //! last check, bans after failures, and requests in flight.
 
 use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed,
+    AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
 };
 use std::time::{Duration, Instant};
 
 use crate::config::MaxLag;
 use crate::lag::Lag;
 use crate::lsn::Lsn;
+use crate::token::{ClusterId, LsnToken};
 
 /// Milliseconds since the router started: cheap to store in atomics.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,10 @@ pub(crate) struct Health {
     down_since_ms: AtomicU64,
     banned_until_ms: AtomicU64,
     replay_lsn: AtomicU64,
+    /// The node's [`ClusterId`] as of the last check, UNKNOWN before.
+    cluster: AtomicU64,
+    /// Its timeline as of the last check, 0 before.
+    timeline: AtomicU32,
     pub(crate) lag: Lag,
     server_version: AtomicI32,
     /// `recovery_min_apply_delay` in milliseconds, UNKNOWN if not known.
@@ -54,6 +59,8 @@ impl Health {
             down_since_ms: AtomicU64::new(UNKNOWN),
             banned_until_ms: AtomicU64::new(0),
             replay_lsn: AtomicU64::new(0),
+            cluster: AtomicU64::new(UNKNOWN),
+            timeline: AtomicU32::new(0),
             lag: Lag::new(),
             server_version: AtomicI32::new(0),
             apply_delay_ms: AtomicU64::new(UNKNOWN),
@@ -75,9 +82,49 @@ impl Health {
         Lsn::from(self.replay_lsn.load(Relaxed))
     }
 
-    /// Replay only moves forward: keep the furthest position seen.
+    /// Records the replay position a check found. It replaces what was known:
+    /// a replica that restarted, or a new replica at the same address, can
+    /// be behind what the old one had replayed.
+    pub(crate) fn record_replay(&self, lsn: Lsn) {
+        self.replay_lsn.store(lsn.as_u64(), Relaxed);
+    }
+
+    /// Records a replay position seen between checks (by a read that
+    /// waited): replay only moves forward until the next check.
     pub(crate) fn saw_replay(&self, lsn: Lsn) {
         self.replay_lsn.fetch_max(lsn.as_u64(), Relaxed);
+    }
+
+    /// Records the cluster and timeline a check found. Returns whether
+    /// either changed from a previous check (the node is another server
+    /// now, or was promoted): what was known of its positions is stale.
+    pub(crate) fn record_identity(&self, cluster: ClusterId, timeline: u32) -> bool {
+        let was_cluster = self.cluster.swap(cluster.as_u64(), Relaxed);
+        let was_timeline = self.timeline.swap(timeline, Relaxed);
+        was_cluster != UNKNOWN && (was_cluster != cluster.as_u64() || was_timeline != timeline)
+    }
+
+    /// The node's cluster, as of the last check.
+    pub(crate) fn cluster(&self) -> Option<u64> {
+        let cluster = self.cluster.load(Relaxed);
+        (cluster != UNKNOWN).then_some(cluster)
+    }
+
+    /// Whether the node has replayed `token`: its position, on the token's
+    /// cluster and at least its timeline when the token names them.
+    pub(crate) fn has_replayed(&self, token: LsnToken) -> bool {
+        self.replay_lsn() >= token.lsn() && self.reached_timeline_of(token)
+    }
+
+    /// Whether the node belongs to the token's cluster and has reached its
+    /// timeline (true for a token that names neither).
+    pub(crate) fn reached_timeline_of(&self, token: LsnToken) -> bool {
+        match (token.cluster(), token.timeline()) {
+            (Some(cluster), Some(timeline)) => {
+                self.cluster() == Some(cluster.as_u64()) && self.timeline.load(Relaxed) >= timeline
+            }
+            _ => true,
+        }
     }
 
     pub(crate) fn server_version(&self) -> i32 {
@@ -185,14 +232,18 @@ pub enum CheckFailure {
     TimedOut,
     /// The check's query failed on the node.
     QueryFailed,
+    /// The replica belongs to another cluster than the primary (another
+    /// system identifier or `drr.stack_id`): its data is not the primary's.
+    OtherCluster,
 }
 
 impl CheckFailure {
-    const ALL: [CheckFailure; 4] = [
+    const ALL: [CheckFailure; 5] = [
         CheckFailure::LoginRefused,
         CheckFailure::Unreachable,
         CheckFailure::TimedOut,
         CheckFailure::QueryFailed,
+        CheckFailure::OtherCluster,
     ];
 
     /// A non-zero code for the atomic in [`Health`].
@@ -202,6 +253,7 @@ impl CheckFailure {
             CheckFailure::Unreachable => 2,
             CheckFailure::TimedOut => 3,
             CheckFailure::QueryFailed => 4,
+            CheckFailure::OtherCluster => 5,
         }
     }
 
@@ -217,6 +269,7 @@ impl std::fmt::Display for CheckFailure {
             CheckFailure::Unreachable => "is unreachable",
             CheckFailure::TimedOut => "did not answer within check_timeout",
             CheckFailure::QueryFailed => "failed the health check's query",
+            CheckFailure::OtherCluster => "belongs to another cluster than the primary",
         })
     }
 }

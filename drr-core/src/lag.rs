@@ -60,6 +60,12 @@ impl History {
             .map(|&(t, _)| t)
     }
 
+    /// Forgets every sample: they were another server's, or another
+    /// timeline's.
+    pub(crate) fn clear(&mut self) {
+        self.samples.clear();
+    }
+
     /// Where a replica that has replayed up to `replay` stands; `None`
     /// before the primary has been sampled.
     pub(crate) fn measure(&self, replay: Lsn) -> Option<Measure> {

@@ -57,8 +57,11 @@
 //! - `PinAfterWrite(d)`: for `d` after a session's write, its reads go to
 //!   the primary.
 //! - `ReadYourWrites` (default): after each write the session takes the
-//!   primary's WAL position as an [`LsnToken`]. A read goes to an eligible
-//!   replica that has replayed it; if none has, it waits up to
+//!   primary's WAL position, with its cluster and timeline, as an
+//!   [`LsnToken`]. A read goes to an eligible replica of that cluster that
+//!   has reached the timeline and replayed the position (a token of another
+//!   cluster, or of a timeline no replica has reached, reads from the
+//!   primary); if none has, it waits up to
 //!   [`RouterConfig::max_wait`] on the most advanced one, polling its replay
 //!   position (`WAIT FOR LSN` on PostgreSQL 19 and later); then it falls
 //!   back. It falls back at once, without waiting, when that replica
@@ -179,11 +182,12 @@ pub use client::{NodeClient, Transaction};
 pub use config::{Balance, Consistency, Fallback, MaxLag, RouterConfig};
 pub use error::{Error, Result};
 pub use health::{CheckFailure, HealthSnapshot};
-pub use lsn::{Lsn, LsnToken, ParseLsnError};
+pub use lsn::{Lsn, ParseLsnError};
 pub use role::Role;
 pub use router::{Route, Router};
 pub use session::Session;
 pub use stats::{Fallbacks, NodeStats, Stats};
+pub use token::{ClusterId, LsnToken};
 
 pub mod env;
 #[cfg(feature = "testing")]
@@ -208,3 +212,4 @@ mod router;
 mod session;
 mod session_state;
 mod stats;
+mod token;

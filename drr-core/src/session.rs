@@ -10,10 +10,10 @@ use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::config::Consistency;
 use crate::error::Result;
-use crate::lsn::LsnToken;
 use crate::node::NodeId;
 use crate::route::{self, Op};
 use crate::session_state::SessionState;
+use crate::token::LsnToken;
 
 /// Calls that remember their writes, so reads can follow them.
 ///
@@ -73,7 +73,8 @@ impl Session {
     }
 
     /// Merges a token from elsewhere into the session: reads will follow the
-    /// later of the two.
+    /// later of the two, or the new one if it names another cluster (see
+    /// [`LsnToken::merge`]).
     pub fn observe(&self, token: LsnToken) {
         self.state.observe(token);
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::config::Consistency;
-use crate::lsn::{Lsn, LsnToken};
+use crate::token::LsnToken;
 
 /// A session's consistency and its latest write: when, and (under
 /// read-your-writes) the primary's position just after it.
@@ -47,10 +47,10 @@ impl SessionState {
         self.writes().token
     }
 
-    /// Merges a token from elsewhere: reads follow the later of the two.
+    /// Merges a token from elsewhere (see [`LsnToken::merge`]).
     pub(crate) fn observe(&self, token: LsnToken) {
         if let Ok(mut writes) = self.writes.lock() {
-            writes.token = writes.token.max(Some(token));
+            writes.token = Some(merge(writes.token, token));
         }
     }
 
@@ -58,7 +58,9 @@ impl SessionState {
     pub(crate) fn record_write(&self, token: Option<LsnToken>) {
         if let Ok(mut writes) = self.writes.lock() {
             writes.last_write = Some(Instant::now());
-            writes.token = writes.token.max(token);
+            if let Some(token) = token {
+                writes.token = Some(merge(writes.token, token));
+            }
         }
     }
 
@@ -75,6 +77,10 @@ impl SessionState {
     fn writes(&self) -> Writes {
         self.writes.lock().map(|w| *w).unwrap_or_default()
     }
+}
+
+fn merge(held: Option<LsnToken>, new: LsnToken) -> LsnToken {
+    held.map_or(new, |held| held.merge(new))
 }
 
 /// What a read must respect: the consistency in force and what the session
@@ -94,10 +100,10 @@ impl ReadContext {
         token: None,
     };
 
-    /// The position a replica must have replayed, under read-your-writes.
-    pub(crate) fn required(&self) -> Option<Lsn> {
+    /// The token a replica must have replayed, under read-your-writes.
+    pub(crate) fn required(&self) -> Option<LsnToken> {
         match self.consistency {
-            Consistency::ReadYourWrites => self.token.map(LsnToken::lsn),
+            Consistency::ReadYourWrites => self.token,
             _ => None,
         }
     }

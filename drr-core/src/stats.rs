@@ -17,6 +17,11 @@ pub(crate) enum FallbackReason {
     CatchUpTimeout,
     /// The read failed on a replica and was retried on the primary.
     ReplicaFailed,
+    /// The session's token names another cluster than the primary's.
+    ForeignToken,
+    /// The session's token names a timeline no eligible replica has
+    /// reached.
+    UnreachedTimeline,
 }
 
 #[derive(Default)]
@@ -28,6 +33,8 @@ pub(crate) struct Counters {
     no_eligible_replica: AtomicU64,
     catch_up_timeout: AtomicU64,
     replica_failed: AtomicU64,
+    foreign_token: AtomicU64,
+    unreached_timeline: AtomicU64,
     waits: AtomicU64,
     wait_micros: AtomicU64,
     bans: AtomicU64,
@@ -64,6 +71,8 @@ impl Counters {
             FallbackReason::NoEligibleReplica => &self.no_eligible_replica,
             FallbackReason::CatchUpTimeout => &self.catch_up_timeout,
             FallbackReason::ReplicaFailed => &self.replica_failed,
+            FallbackReason::ForeignToken => &self.foreign_token,
+            FallbackReason::UnreachedTimeline => &self.unreached_timeline,
         }
         .fetch_add(1, Relaxed);
     }
@@ -86,6 +95,8 @@ impl Counters {
                 no_eligible_replica: self.no_eligible_replica.load(Relaxed),
                 catch_up_timeout: self.catch_up_timeout.load(Relaxed),
                 replica_failed: self.replica_failed.load(Relaxed),
+                foreign_token: self.foreign_token.load(Relaxed),
+                unreached_timeline: self.unreached_timeline.load(Relaxed),
             },
             waits: self.waits.load(Relaxed),
             wait_time: Duration::from_micros(self.wait_micros.load(Relaxed)),
@@ -168,11 +179,21 @@ pub struct Fallbacks {
     pub catch_up_timeout: u64,
     /// The read failed on a replica and was retried here.
     pub replica_failed: u64,
+    /// The session's token named another cluster than the primary's (a
+    /// stack replaced under the application, a token from elsewhere).
+    pub foreign_token: u64,
+    /// The session's token named a timeline no eligible replica has reached
+    /// (after a failover).
+    pub unreached_timeline: u64,
 }
 
 impl Fallbacks {
     /// All fallbacks, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.no_eligible_replica + self.catch_up_timeout + self.replica_failed
+        self.no_eligible_replica
+            + self.catch_up_timeout
+            + self.replica_failed
+            + self.foreign_token
+            + self.unreached_timeline
     }
 }

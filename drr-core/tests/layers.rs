@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     // Values and pure functions: WAL positions, SQL classification, errors.
     "lsn",
+    "token",
     "classify",
     "error",
     "wal",

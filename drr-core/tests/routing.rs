@@ -201,7 +201,7 @@ async fn read_your_writes_waits_for_a_replica_and_the_token_travels() {
 
     // As if in another request: the token arrives as text.
     let text = token.to_string();
-    assert!(text.starts_with("v1:"), "{text}");
+    assert!(text.starts_with("v2:"), "{text}");
     let parsed: LsnToken = text.parse().expect("token round-trips");
     assert_eq!(parsed, token);
     let reader = router

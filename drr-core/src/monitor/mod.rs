@@ -78,19 +78,27 @@ pub(crate) async fn check(cluster: &Arc<Cluster>) {
 /// Samples the primary's position into the history; returns whether it
 /// answered.
 async fn sample_primary(cluster: &Cluster, client: &mut Option<tokio_postgres::Client>) -> bool {
-    let (kept, position) = probe(
+    let (kept, state) = probe(
         client.take(),
         &cluster.primary,
         cluster.config.check_timeout,
-        wal::write_position,
+        wal::primary_state,
     )
     .await;
     *client = kept;
-    match position {
-        Ok(lsn) => {
-            cluster.primary.health.record_check(false, 0);
+    match state {
+        Ok(state) => {
+            let health = &cluster.primary.health;
+            health.record_check(false, 0);
+            let changed = health.record_identity(state.cluster, state.timeline);
             if let Ok(mut history) = cluster.history.lock() {
-                history.push(cluster.clock.now_ms(), lsn);
+                if changed {
+                    // Positions of another server, or of an older timeline:
+                    // no measure of lag against them holds.
+                    tracing::info!(cluster = %state.cluster, timeline = state.timeline, "the primary is another cluster or timeline now: forgetting its positions");
+                    history.clear();
+                }
+                history.push(cluster.clock.now_ms(), state.position);
             }
             true
         }
@@ -111,14 +119,22 @@ fn record_replica(cluster: &Cluster, node: &Node, state: Result<ReplayState, Che
             return;
         }
     };
-    node.health
-        .record_check(state.in_recovery, state.server_version);
-    node.health.record_apply_delay(state.apply_delay);
+    let primary = cluster.primary.health.cluster();
+    if primary.is_some_and(|primary| primary != state.cluster.as_u64()) {
+        record_failure(node, CheckFailure::OtherCluster);
+        return;
+    }
+    let health = &node.health;
+    health.record_check(state.in_recovery, state.server_version);
+    health.record_apply_delay(state.apply_delay);
+    if health.record_identity(state.cluster, state.timeline) {
+        tracing::info!(node = %node.name, cluster = %state.cluster, timeline = state.timeline, "replica is another cluster or timeline now");
+    }
     if !state.in_recovery {
         tracing::warn!(node = %node.name, "replica is not in recovery: no reads until it is");
     }
     if let Some(replay) = state.replay_lsn {
-        node.health.saw_replay(replay);
+        health.record_replay(replay);
     }
     let measure = match cluster.history.lock() {
         Ok(history) => history.measure(node.health.replay_lsn()),

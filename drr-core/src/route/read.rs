@@ -7,13 +7,13 @@ use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::config::Fallback;
 use crate::error::{Error, Result};
-use crate::lsn::Lsn;
 use crate::node::NodeId;
 use crate::route::ops::{Acquire, Batch, Op, Params};
 use crate::route::wait::wait_for_catch_up;
 use crate::route::{Routed, connect};
 use crate::session_state::ReadContext;
 use crate::stats::FallbackReason;
+use crate::token::LsnToken;
 
 /// Runs a read on a replica the context allows; if it fails there in a way
 /// another node may not repeat, bans the node if it is unreachable and
@@ -94,25 +94,37 @@ async fn choose(
         return connect_for_read(cluster, NodeId::Primary).await;
     }
     let required = ctx.required();
+    if required.is_some_and(|token| is_foreign(cluster, token)) {
+        return fall_back(cluster, FallbackReason::ForeignToken).await;
+    }
     if let Some(id) = pick_replica(cluster, required, failed) {
         return connect_for_read(cluster, id).await;
     }
     let reason = match (required, failed) {
         (_, Some(_)) => FallbackReason::ReplicaFailed,
-        (Some(target), None) => match wait_for_catch_up(cluster, target).await? {
-            Some(client) => return Ok(client),
-            None => FallbackReason::CatchUpTimeout,
+        (Some(token), None) => match wait_for_catch_up(cluster, token).await? {
+            Ok(client) => return Ok(client),
+            Err(reason) => reason,
         },
         (None, None) => FallbackReason::NoEligibleReplica,
     };
     fall_back(cluster, reason).await
 }
 
+/// Whether `token` names another cluster than the primary's: no replica of
+/// this primary has what it covers, whatever their positions.
+fn is_foreign(cluster: &Cluster, token: LsnToken) -> bool {
+    match (token.cluster(), cluster.primary.health.cluster()) {
+        (Some(theirs), Some(ours)) => theirs.as_u64() != ours,
+        _ => false,
+    }
+}
+
 /// A replica that may serve reads and has replayed `required`, by the
 /// balancing policy, skipping `failed`.
 pub(crate) fn pick_replica(
     cluster: &Arc<Cluster>,
-    required: Option<Lsn>,
+    required: Option<LsnToken>,
     failed: Option<NodeId>,
 ) -> Option<NodeId> {
     let now = cluster.clock.now_ms();
@@ -124,7 +136,7 @@ pub(crate) fn pick_replica(
                 let health = &cluster.replicas[i].health;
                 failed != Some(NodeId::Replica(i))
                     && health.serves_reads(now, &cluster.config.max_lag)
-                    && required.is_none_or(|lsn| health.replay_lsn() >= lsn)
+                    && required.is_none_or(|token| health.has_replayed(token))
             },
             |i| {
                 cluster.replicas[i]
@@ -149,6 +161,12 @@ async fn fall_back(cluster: &Arc<Cluster>, reason: FallbackReason) -> Result<Nod
             }
             FallbackReason::ReplicaFailed => {
                 "the read failed on a replica and no other replica may serve it"
+            }
+            FallbackReason::ForeignToken => {
+                "the session's token comes from another cluster than the primary's"
+            }
+            FallbackReason::UnreachedTimeline => {
+                "no replica has reached the timeline of the session's token"
             }
         };
         return Err(Failure::Final(Error::no_healthy_node("read", why)));

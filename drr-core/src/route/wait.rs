@@ -8,29 +8,41 @@ use tracing::Instrument;
 
 use crate::client::NodeClient;
 use crate::cluster::Cluster;
-use crate::lsn::Lsn;
 use crate::node::NodeId;
 use crate::route::read::{Failure, connect_for_read};
+use crate::stats::FallbackReason;
+use crate::token::LsnToken;
 use crate::wal;
 
 /// Waits, up to the configured bound, for the most advanced eligible replica
-/// to replay `target`, polling it (or `WAIT FOR LSN` where the server has
-/// it). Returns the connection it waited on if the replica got there.
+/// to replay `token`, polling it (or `WAIT FOR LSN` where the server has
+/// it). Returns the connection it waited on if the replica got there, or
+/// why the read falls back.
 pub(crate) async fn wait_for_catch_up(
     cluster: &Arc<Cluster>,
-    target: Lsn,
-) -> Result<Option<NodeClient>, Failure> {
+    token: LsnToken,
+) -> Result<Result<NodeClient, FallbackReason>, Failure> {
     let now = cluster.clock.now_ms();
     let max_wait = cluster.config.max_wait;
-    let candidate = (0..cluster.replicas.len())
+    let target = token.lsn();
+    let eligible: Vec<usize> = (0..cluster.replicas.len())
         .filter(|&i| {
             cluster.replicas[i]
                 .health
                 .serves_reads(now, &cluster.config.max_lag)
         })
+        .collect();
+    let candidate = eligible
+        .iter()
+        .copied()
+        .filter(|&i| cluster.replicas[i].health.reached_timeline_of(token))
         .max_by_key(|&i| cluster.replicas[i].health.replay_lsn());
     let Some(i) = candidate else {
-        return Ok(None);
+        return Ok(Err(if eligible.is_empty() {
+            FallbackReason::CatchUpTimeout
+        } else {
+            FallbackReason::UnreachedTimeline
+        }));
     };
     let id = NodeId::Replica(i);
     let node = cluster.node(id);
@@ -47,7 +59,7 @@ pub(crate) async fn wait_for_catch_up(
     // Waiting for a replica that cannot get there in time would only delay
     // the fallback.
     if max_wait.is_zero() || needs > max_wait {
-        return Ok(None);
+        return Ok(Err(FallbackReason::CatchUpTimeout));
     }
     let client = connect_for_read(cluster, id).await?;
     let started = Instant::now();
@@ -67,7 +79,11 @@ pub(crate) async fn wait_for_catch_up(
             if let Some(lsn) = replayed {
                 node.health.saw_replay(lsn);
             }
-            Ok(reached.then_some(client))
+            Ok(if reached {
+                Ok(client)
+            } else {
+                Err(FallbackReason::CatchUpTimeout)
+            })
         }
         Err(err) => Err(Failure::On(id, client.error(err))),
     }
