@@ -82,7 +82,7 @@ impl NodeClient {
         self.in_flight.id
     }
 
-    fn node_ref(&self) -> &Node {
+    pub(crate) fn node_ref(&self) -> &Node {
         self.in_flight.cluster.node(self.in_flight.id)
     }
 

@@ -44,7 +44,10 @@ impl Cluster {
     /// monitor yet.
     pub(crate) fn new(config: RouterConfig, primary: Node, replicas: Vec<Node>) -> Self {
         Cluster {
-            cache: classify::Cache::new(config.classify_cache_size),
+            cache: classify::Cache::new(
+                config.classify_cache_size,
+                config.function_overrides.clone(),
+            ),
             balancer: Balancer::new(config.balance),
             clock: Clock::new(),
             history: Mutex::new(History::default()),

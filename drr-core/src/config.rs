@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::functions::{FunctionName, Overrides};
 
 /// How a read chooses among the replicas that may serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,6 +142,7 @@ pub struct RouterConfig {
     pub(crate) max_wait: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) classify_cache_size: usize,
+    pub(crate) function_overrides: Overrides,
 }
 
 impl RouterConfig {
@@ -167,6 +169,7 @@ impl RouterConfig {
             max_wait: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
             classify_cache_size: 4096,
+            function_overrides: Overrides::default(),
         })
     }
 
@@ -282,6 +285,30 @@ impl RouterConfig {
         self
     }
 
+    /// Functions that may go to a replica whatever the server says about
+    /// them (default none), e.g. VOLATILE functions that only read. Each is
+    /// `name` (any schema) or `schema.name` (calls that name that schema),
+    /// as PostgreSQL stores it (lower case unless created with a quoted
+    /// name). Functions that need
+    /// the primary (`nextval`, `pg_promote`, `pg_wal_replay_pause`, ...)
+    /// stay on it even if listed. A listed function that does write is
+    /// refused by the replica and retried on the primary.
+    pub fn read_only_functions(mut self, names: &[&str]) -> Self {
+        self.function_overrides.read_only = names.iter().map(|n| FunctionName::parse(n)).collect();
+        self
+    }
+
+    /// Functions that keep a statement on the primary whatever the server
+    /// says about them (default none), e.g. STABLE functions with side
+    /// effects outside the database. Named as for
+    /// [`read_only_functions`](RouterConfig::read_only_functions), except
+    /// that `schema.name` also covers calls that name no schema (they may
+    /// resolve to it); a name in both lists is a write function.
+    pub fn write_functions(mut self, names: &[&str]) -> Self {
+        self.function_overrides.write = names.iter().map(|n| FunctionName::parse(n)).collect();
+        self
+    }
+
     /// The names of the replicas, in order.
     pub fn replica_names(&self) -> impl Iterator<Item = &str> {
         self.replicas.iter().map(|r| r.name.as_str())
@@ -378,6 +405,14 @@ mod tests {
             ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
             ms => format!("{ms} ms"),
         };
+        let names = |list: &[FunctionName]| match list {
+            [] => "none".to_owned(),
+            names => names
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         let max_lag = match c.max_lag {
             MaxLag {
                 time: None,
@@ -399,6 +434,11 @@ mod tests {
             ("max_wait", time(c.max_wait)),
             ("poll_interval", time(c.poll_interval)),
             ("classify_cache_size", c.classify_cache_size.to_string()),
+            (
+                "read_only_functions",
+                names(&c.function_overrides.read_only),
+            ),
+            ("write_functions", names(&c.function_overrides.write)),
         ]
     }
 

@@ -185,17 +185,19 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a refused login, a replica
-    /// refusing a write it was given (a function we did not know writes), or
-    /// a query cancelled by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, or a query
+    /// cancelled by a conflict with recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
             || self.is_authentication()
             || self.is_pool_timeout()
-            || self.code().is_some_and(|code| {
-                code == &SqlState::READ_ONLY_SQL_TRANSACTION
-                    || code == &SqlState::T_R_SERIALIZATION_FAILURE
-            })
+            || self.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+    }
+
+    /// Whether a replica refused to write (SQLSTATE 25006): the statement
+    /// writes, through a function or view, and only the primary can run it.
+    pub(crate) fn is_read_only_violation(&self) -> bool {
+        self.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
     }
 }
 

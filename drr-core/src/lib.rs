@@ -37,14 +37,26 @@
 //! [`Router`] or [`Session`] go to a replica only if the statement is a
 //! single `SELECT`, `WITH`, `VALUES`, `TABLE` or `SHOW` with no locking
 //! clause (`FOR UPDATE`, `FOR SHARE`, ...), no data-modifying CTE, no
-//! `SELECT ... INTO`, and no call to a function known to write or to need the
-//! primary (`nextval`, `setval`, `pg_advisory_lock`, `pg_notify`, ...).
-//! Everything else goes to the primary: other statements, several
-//! statements, text that does not parse, and anything containing the
-//! [`PRIMARY_HINT`] `/* drr:primary */`. The [`REPLICA_HINT`]
-//! `/* drr:replica */` asserts a statement is read-only: if it is not
-//! provably so, the call fails ([`Error::is_hint_refused`]). Results are
-//! cached per SQL text. [`classify`] is the classifier itself.
+//! `SELECT ... INTO`, no call to a function that needs the primary
+//! (`nextval`, `setval`, `pg_notify`, and admin and replica-only functions
+//! such as `pg_promote`, `pg_wal_replay_pause` or `pg_terminate_backend`),
+//! and only calls of functions PostgreSQL says are IMMUTABLE or STABLE
+//! (pgpool-II's rule: a VOLATILE function may write). The router asks the
+//! node a read lands on about each function once
+//! ([`functions::lookup`](mod@functions): `pg_proc.provolatile` of every
+//! function the name may resolve to, in the named schema or along the
+//! `search_path`), keeps the answer per node, and asks again about a name
+//! the node did not know; a statement calling a VOLATILE or unknown
+//! function runs on the primary as a write.
+//! [`RouterConfig::read_only_functions`] and
+//! [`RouterConfig::write_functions`] override the server. Everything else
+//! goes to the primary: other statements, several statements, text that
+//! does not parse, and anything containing the [`PRIMARY_HINT`]
+//! `/* drr:primary */`. The [`REPLICA_HINT`] `/* drr:replica */` asserts a
+//! statement is read-only: if it is not provably so, the call fails
+//! ([`Error::is_hint_refused`]). Results are cached per SQL text.
+//! [`classify`] is the classifier itself (without a server, it answers
+//! [`Classification::DependsOnFunctions`] where functions decide).
 //!
 //! **Choosing a replica.** A replica serves reads if the last health check
 //! reached it, it is in recovery, it is not banned, and it is within
@@ -86,10 +98,13 @@
 //! cannot complete, or a read that cannot connect) bans a replica: it gets
 //! no reads again until the first successful check at least
 //! [`RouterConfig::ban_duration`] after that first failure. Later failures
-//! of the same outage do not extend the ban. A
-//! read that fails on a replica with a connection error, a read-only
-//! violation (a writing function we did not know), or a recovery conflict
-//! is retried once elsewhere. Writes are never retried. When no replica may
+//! of the same outage do not extend the ban. A read that fails on a replica
+//! with a connection error, a refused login or a recovery conflict is
+//! retried once elsewhere. A read that a replica refuses as a write
+//! (SQLSTATE 25006: a view or function that writes after all) runs on the
+//! primary as a write, never on another replica; it is counted
+//! ([`NodeStats::read_only_errors`]) and its SQL text goes to the primary
+//! from then on. Writes are never retried. When no replica may
 //! serve a read, it goes to the primary, or fails if [`Fallback::Error`] is
 //! set. [`Router::stats`] counts reads, writes, retries, fallbacks by
 //! reason, waits and bans per node.
@@ -190,6 +205,7 @@ pub use stats::{Fallbacks, NodeStats, Stats};
 pub use token::{ClusterId, LsnToken};
 
 pub mod env;
+pub mod functions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wal;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::functions::Verdicts;
 use crate::health::Health;
 use crate::role::Role;
 use crate::stats::Counters;
@@ -16,7 +17,8 @@ pub(crate) enum NodeId {
 }
 
 /// A node: its name and role, its pool, how the monitor connects to it, its
-/// health and its counters.
+/// health, its counters, and the volatility of functions it was asked
+/// about.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     pub(crate) role: Role,
@@ -25,6 +27,8 @@ pub(crate) struct Node {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) health: Health,
     pub(crate) counters: Counters,
+    /// What the node said about the functions looked up there.
+    pub(crate) functions: Verdicts,
 }
 
 impl Node {

@@ -11,6 +11,7 @@ use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::config::{Consistency, NodeSpec, RouterConfig};
 use crate::error::{Error, Result};
+use crate::functions::{Verdicts, Volatility};
 use crate::health::Health;
 use crate::monitor;
 use crate::node::{Node, NodeId};
@@ -60,6 +61,7 @@ impl Router {
                 pg,
                 health: Health::new(),
                 counters: Counters::default(),
+                functions: Verdicts::default(),
             })
         };
         let primary = build(&config.primary, Role::Primary)?;
@@ -161,14 +163,26 @@ impl Router {
 
     /// Where a plain call with this SQL would go right now, for an eventual
     /// read. Uses the classification cache and takes a balancing turn, like
-    /// a real call; connects to nothing.
+    /// a real call; connects to nothing, so a function the chosen replica has
+    /// not been asked about yet counts as one that needs the primary.
     pub fn route(&self, sql: &str) -> Route<'_> {
-        let id = match self.cluster.cache.classify(sql) {
-            Classification::ReadOnly => {
-                route::pick_replica(&self.cluster, None, None).unwrap_or(NodeId::Primary)
+        let analysis = self.cluster.cache.analyze(sql);
+        let replica = match analysis.classification {
+            Classification::ReadOnly | Classification::DependsOnFunctions => {
+                route::pick_replica(&self.cluster, None, None)
             }
-            _ => NodeId::Primary,
+            _ => None,
         };
+        let known_read_only = |id: NodeId| {
+            let verdicts = &self.cluster.node(id).functions;
+            analysis
+                .functions
+                .iter()
+                .all(|name| verdicts.get(name) == Some(Volatility::ReadOnly))
+        };
+        let id = replica
+            .filter(|&id| known_read_only(id))
+            .unwrap_or(NodeId::Primary);
         let node = self.cluster.node(id);
         Route {
             node: &node.name,

@@ -39,6 +39,7 @@ pub(crate) struct Counters {
     wait_micros: AtomicU64,
     bans: AtomicU64,
     discarded: AtomicU64,
+    read_only_errors: AtomicU64,
 }
 
 impl Counters {
@@ -60,6 +61,10 @@ impl Counters {
 
     pub(crate) fn ban(&self) {
         self.bans.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn read_only_error(&self) {
+        self.read_only_errors.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn discarded(&self) {
@@ -102,6 +107,7 @@ impl Counters {
             wait_time: Duration::from_micros(self.wait_micros.load(Relaxed)),
             bans: self.bans.load(Relaxed),
             discarded: self.discarded.load(Relaxed),
+            read_only_errors: self.read_only_errors.load(Relaxed),
             health,
         }
     }
@@ -164,6 +170,10 @@ pub struct NodeStats {
     /// Connections closed instead of going back to the pool, because a
     /// caller left a transaction open or session state on them.
     pub discarded: u64,
+    /// Reads that wrote here and were refused (SQLSTATE 25006,
+    /// `read_only_sql_transaction`): retried on the primary, never on another
+    /// replica, and their SQL text sent to the primary from then on.
+    pub read_only_errors: u64,
     /// The node's health as of the last check.
     pub health: HealthSnapshot,
 }

@@ -5,7 +5,7 @@
 use drr_core::{Classification, Reason, classify};
 use proptest::prelude::*;
 
-use Classification::{HintRefused, Primary, ReadOnly, Refused};
+use Classification::{DependsOnFunctions, HintRefused, Primary, ReadOnly, Refused};
 
 const TABLE: &[(&str, Classification)] = &[
     // Plain reads.
@@ -15,9 +15,10 @@ const TABLE: &[(&str, Classification)] = &[
         "SELECT a, b FROM t JOIN u ON t.id = u.t_id WHERE u.x > 3 ORDER BY a LIMIT 10 OFFSET 5",
         ReadOnly,
     ),
+    // Calls whose volatility the server decides.
     (
         "SELECT count(*) FROM t GROUP BY x HAVING count(*) > 1",
-        ReadOnly,
+        DependsOnFunctions,
     ),
     ("SELECT * FROM (SELECT 1 AS x) AS s", ReadOnly),
     ("SELECT EXISTS (SELECT 1 FROM t WHERE id = $1)", ReadOnly),
@@ -37,16 +38,27 @@ const TABLE: &[(&str, Classification)] = &[
     ),
     ("SHOW search_path", ReadOnly),
     ("SHOW transaction_isolation", ReadOnly),
-    ("SELECT now(), lower('A'), coalesce(NULL, 1)", ReadOnly),
     (
-        "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()",
+        "SELECT now(), lower('A'), coalesce(NULL, 1)",
+        DependsOnFunctions,
+    ),
+    ("SELECT create_order($1)", DependsOnFunctions),
+    ("SELECT shop.create_order($1)", DependsOnFunctions),
+    ("SELECT * FROM create_order($1)", DependsOnFunctions),
+    // SQL syntax that parses like a call names no function.
+    (
+        "SELECT coalesce(a, 1), nullif(b, 2), greatest(1, 2), CURRENT_TIMESTAMP FROM t",
         ReadOnly,
     ),
-    ("SELECT * FROM generate_series(1, 10)", ReadOnly),
+    (
+        "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()",
+        DependsOnFunctions,
+    ),
+    ("SELECT * FROM generate_series(1, 10)", DependsOnFunctions),
     ("SELECT id FROM t WHERE name ILIKE $1", ReadOnly),
     (
         "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
-        ReadOnly,
+        DependsOnFunctions,
     ),
     ("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a, b", ReadOnly),
     (
@@ -213,6 +225,29 @@ const TABLE: &[(&str, Classification)] = &[
         Primary(Reason::WritingFunction),
     ),
     ("SELECT lo_create(0)", Primary(Reason::WritingFunction)),
+    // Admin and replica-only functions never go to a replica.
+    ("SELECT pg_promote()", Primary(Reason::WritingFunction)),
+    (
+        "SELECT pg_catalog.pg_wal_replay_pause()",
+        Primary(Reason::WritingFunction),
+    ),
+    (
+        "SELECT pg_wal_replay_resume()",
+        Primary(Reason::WritingFunction),
+    ),
+    (
+        "SELECT pg_log_standby_snapshot()",
+        Primary(Reason::WritingFunction),
+    ),
+    (
+        "SELECT pg_terminate_backend(1)",
+        Primary(Reason::WritingFunction),
+    ),
+    ("SELECT pg_reload_conf()", Primary(Reason::WritingFunction)),
+    (
+        "SELECT pg_replication_origin_advance('o', '0/1')",
+        Primary(Reason::WritingFunction),
+    ),
     (
         "SELECT CASE WHEN $1 THEN nextval('s') ELSE 0 END",
         Primary(Reason::WritingFunction),

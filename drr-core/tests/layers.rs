@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     // Values and pure functions: WAL positions, SQL classification, errors.
     "lsn",
     "token",
+    "functions",
     "classify",
     "error",
     "wal",

@@ -1,6 +1,8 @@
 //! Functions the classifier knows by name, whatever the server says about
-//! them: those that need the primary, and those that leave state on the
-//! session that calls them.
+//! them: those that need the primary (writers, locks, and the admin and
+//! replica-only functions that must never reach a replica automatically),
+//! those that leave state on the session that calls them, and the SQL
+//! syntax that parses like a call but names no function.
 
 use crate::classify::walk::Call;
 
@@ -22,9 +24,13 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
     "lo_unlink",
     "lowrite",
     "nextval",
+    "pg_backup_start",
+    "pg_backup_stop",
     "pg_advisory_xact_lock",
     "pg_advisory_xact_lock_shared",
     "pg_cancel_backend",
+    "pg_copy_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
     "pg_create_logical_replication_slot",
     "pg_create_physical_replication_slot",
     "pg_create_restore_point",
@@ -34,16 +40,25 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
     "pg_current_xact_id",
     "pg_drop_replication_slot",
     "pg_export_snapshot",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_write",
+    "pg_log_backend_memory_contexts",
+    "pg_log_standby_snapshot",
     "pg_logical_emit_message",
     "pg_notify",
+    "pg_promote",
     "pg_reload_conf",
-    "pg_replication_origin_create",
-    "pg_replication_origin_drop",
+    "pg_replication_slot_advance",
     "pg_rotate_logfile",
+    "pg_start_backup",
+    "pg_stop_backup",
     "pg_switch_wal",
     "pg_terminate_backend",
     "pg_try_advisory_xact_lock",
     "pg_try_advisory_xact_lock_shared",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
     "set_config",
     "setval",
     "txid_current",
@@ -64,13 +79,55 @@ const SESSION_FUNCTIONS: &[&str] = &[
     "pg_try_advisory_lock_shared",
 ];
 
-/// Whether `call` needs the primary whatever its volatility.
+/// Names of `PRIMARY_FUNCTIONS` families: every function starting so.
+const PRIMARY_PREFIXES: &[&str] = &["pg_replication_origin_", "pg_stat_reset"];
+
+/// SQL constructs that the parser reads as calls but that name no function
+/// in `pg_catalog` (PostgreSQL's grammar turns them into expressions of
+/// their own), all immutable or stable: nothing to look up.
+const SYNTAX: &[&str] = &[
+    "array",
+    "coalesce",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "greatest",
+    "grouping",
+    "least",
+    "localtime",
+    "localtimestamp",
+    "nullif",
+    "row",
+    "session_user",
+    "system_user",
+    "user",
+    "xmlconcat",
+    "xmlelement",
+    "xmlexists",
+    "xmlforest",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+];
+
+/// Whether `call` needs the primary whatever its volatility (and whatever
+/// the configuration declares).
 pub(crate) fn needs_primary(call: &Call) -> bool {
-    PRIMARY_FUNCTIONS.contains(&call.name.as_str()) || call.name.starts_with("pg_stat_reset")
+    let name = call.function.name();
+    PRIMARY_FUNCTIONS.contains(&name) || PRIMARY_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Whether `call` leaves state on the session that runs it.
 pub(crate) fn leaves_session_state(call: &Call) -> bool {
-    SESSION_FUNCTIONS.contains(&call.name.as_str())
-        || (call.name == "set_config" && !call.third_argument_true)
+    let name = call.function.name();
+    SESSION_FUNCTIONS.contains(&name) || (name == "set_config" && !call.third_argument_true)
+}
+
+/// Whether `call` is SQL syntax rather than a call of a function.
+pub(crate) fn is_syntax(call: &Call) -> bool {
+    call.function.schema().is_none() && SYNTAX.contains(&call.function.name())
 }

@@ -4,6 +4,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::functions::FunctionName;
 use sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query,
     Select, Statement, TableFactor, Value, Visit, Visitor,
@@ -25,10 +26,8 @@ pub(crate) struct Facts {
 /// A function call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Call {
-    /// The schema, if the call names one.
-    pub(crate) schema: Option<String>,
-    /// The function's name, folded as PostgreSQL folds identifiers.
-    pub(crate) name: String,
+    /// The function, folded as PostgreSQL folds identifiers.
+    pub(crate) function: FunctionName,
     /// The call's third argument is the literal `true` (for `set_config`,
     /// whose third argument says whether the setting is local to the
     /// transaction).
@@ -107,9 +106,9 @@ impl Walker {
         let Some((last, before)) = parts.split_last() else {
             return;
         };
+        let schema = before.last().map(|schema| fold(schema));
         self.facts.calls.push(Call {
-            schema: before.last().map(|schema| fold(schema)),
-            name: fold(last),
+            function: FunctionName::new(schema.as_deref(), &fold(last)),
             third_argument_true,
         });
     }

@@ -3,6 +3,7 @@
 
 mod ops;
 mod read;
+mod volatility;
 mod wait;
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::classify::Classification;
+use crate::classify::{Classification, Reason};
 use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -28,41 +29,64 @@ pub(crate) struct Routed<T> {
     pub(crate) wrote: bool,
 }
 
-/// Classifies `sql` and runs it: on a replica if it is provably read-only,
-/// on the primary otherwise.
+/// Classifies `sql` and runs it: on a replica if it is provably read-only
+/// (functions included, as the server says), on the primary otherwise.
 pub(crate) async fn run<O: Op>(
     cluster: &Arc<Cluster>,
     ctx: &ReadContext,
     sql: &str,
     params: Params<'_>,
 ) -> Result<Routed<O::Out>> {
-    match cluster.cache.classify(sql) {
-        Classification::ReadOnly => {
+    let analysis = cluster.cache.analyze(sql);
+    match analysis.classification {
+        Classification::ReadOnly | Classification::DependsOnFunctions => {
             let span = tracing::debug_span!("drr.read", consistency = ?ctx.consistency, node = tracing::field::Empty);
-            read::read::<O>(cluster, ctx, sql, params)
+            let statement = read::Statement {
+                sql,
+                functions: &analysis.functions,
+                replica_hint: analysis.replica_hint,
+            };
+            read::read::<O>(cluster, ctx, &statement, params)
                 .instrument(span)
                 .await
         }
         Classification::HintRefused(reason) => Err(Error::hint_refused(reason)),
         Classification::Refused(reason) => Err(Error::session_statement(reason)),
-        Classification::Primary(reason) => {
-            let span = tracing::debug_span!("drr.write", ?reason);
-            async {
-                let client = connect(cluster, NodeId::Primary).await?;
-                cluster.node(NodeId::Primary).counters.write();
-                let out = O::run(&client, sql, params)
-                    .await
-                    .map_err(|e| client.error(e))?;
-                Ok(Routed {
-                    out,
-                    client,
-                    wrote: true,
-                })
-            }
-            .instrument(span)
-            .await
-        }
+        Classification::Primary(reason) => on_primary::<O>(cluster, sql, params, reason).await,
     }
+}
+
+/// Runs `sql` on the primary as a write, for `reason`.
+pub(crate) async fn on_primary<O: Op>(
+    cluster: &Arc<Cluster>,
+    sql: &str,
+    params: Params<'_>,
+    reason: Reason,
+) -> Result<Routed<O::Out>> {
+    let span = tracing::debug_span!("drr.write", ?reason);
+    async {
+        let client = connect(cluster, NodeId::Primary).await?;
+        run_as_write::<O>(client, sql, params).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs `sql` as a write on `client`, a primary connection.
+async fn run_as_write<O: Op>(
+    client: NodeClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Routed<O::Out>> {
+    client.node_ref().counters.write();
+    let out = O::run(&client, sql, params)
+        .await
+        .map_err(|e| client.error(e))?;
+    Ok(Routed {
+        out,
+        client,
+        wrote: true,
+    })
 }
 
 /// A read-write transaction on the primary.

@@ -3,49 +3,90 @@
 
 use std::sync::Arc;
 
+use crate::classify::Reason;
 use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::config::Fallback;
 use crate::error::{Error, Result};
+use crate::functions::{FunctionName, Volatility};
 use crate::node::NodeId;
 use crate::route::ops::{Acquire, Batch, Op, Params};
+use crate::route::volatility;
 use crate::route::wait::wait_for_catch_up;
-use crate::route::{Routed, connect};
+use crate::route::{Routed, connect, on_primary, run_as_write};
 use crate::session_state::ReadContext;
 use crate::stats::FallbackReason;
 use crate::token::LsnToken;
 
-/// Runs a read on a replica the context allows; if it fails there in a way
-/// another node may not repeat, bans the node if it is unreachable and
-/// retries once elsewhere.
+/// A statement to read, and what its routing depends on.
+pub(crate) struct Statement<'a> {
+    pub(crate) sql: &'a str,
+    /// Functions the node must say are IMMUTABLE or STABLE first.
+    pub(crate) functions: &'a [FunctionName],
+    /// It carries the `/* drr:replica */` hint.
+    pub(crate) replica_hint: bool,
+}
+
+impl Statement<'static> {
+    /// A statement that calls no function and may run anywhere.
+    const fn plain(sql: &'static str) -> Self {
+        Statement {
+            sql,
+            functions: &[],
+            replica_hint: false,
+        }
+    }
+}
+
+/// Runs a read on a replica the context allows. If the node says a function
+/// the statement calls may write, or a replica refuses it as a write, it
+/// runs on the primary as a write instead (never on another replica). If it
+/// fails on a replica in a way another node may not repeat, bans the node if
+/// it is unreachable and retries once elsewhere.
 pub(crate) async fn read<O: Op>(
     cluster: &Arc<Cluster>,
     ctx: &ReadContext,
-    sql: &str,
+    statement: &Statement<'_>,
     params: Params<'_>,
 ) -> Result<Routed<O::Out>> {
+    let sql = statement.sql;
     let mut failed = None;
     loop {
         let (id, error) = match choose(cluster, ctx, failed).await {
-            Ok(client) => match O::run(&client, sql, params).await {
-                Ok(out) => {
-                    cluster.node(client.id()).counters.read();
-                    tracing::Span::current().record("node", client.node());
-                    return Ok(Routed {
-                        out,
-                        client,
-                        wrote: false,
-                    });
+            Ok(client) => match volatility::verdict(&client, statement.functions).await {
+                Ok(Some(Volatility::ReadOnly)) => match O::run(&client, sql, params).await {
+                    Ok(out) => {
+                        cluster.node(client.id()).counters.read();
+                        tracing::Span::current().record("node", client.node());
+                        return Ok(Routed {
+                            out,
+                            client,
+                            wrote: false,
+                        });
+                    }
+                    Err(err) => (client.id(), client.error(err)),
+                },
+                Ok(verdict) => {
+                    return writes::<O>(cluster, statement, params, client, verdict).await;
                 }
                 Err(err) => (client.id(), client.error(err)),
             },
             Err(Failure::On(id, error)) => (id, error),
             Err(Failure::Final(error)) => return Err(error),
         };
+        let node = cluster.node(id);
+        if id != NodeId::Primary && error.is_read_only_violation() {
+            // It writes after all (a view over a writing function, say):
+            // only the primary can run it, now and from now on.
+            node.counters.retry();
+            node.counters.read_only_error();
+            cluster.cache.remember_primary(sql, Reason::WroteOnReplica);
+            tracing::info!(node = %node.name, "a read wrote on a replica: running it on the primary");
+            return on_primary::<O>(cluster, sql, params, Reason::WroteOnReplica).await;
+        }
         if failed.is_some() || id == NodeId::Primary || !error.is_retryable_read() {
             return Err(error);
         }
-        let node = cluster.node(id);
         node.counters.retry();
         if error.is_connection() || error.is_authentication() {
             node.ban(cluster.clock.now_ms(), cluster.config.ban_duration);
@@ -55,10 +96,36 @@ pub(crate) async fn read<O: Op>(
     }
 }
 
+/// Runs a statement that calls a function the node on `client` says is
+/// VOLATILE (`verdict`), or does not know (`None`), as a write on the
+/// primary: on `client` itself if it is the primary.
+async fn writes<O: Op>(
+    cluster: &Arc<Cluster>,
+    statement: &Statement<'_>,
+    params: Params<'_>,
+    client: NodeClient,
+    verdict: Option<Volatility>,
+) -> Result<Routed<O::Out>> {
+    if statement.replica_hint {
+        return Err(Error::hint_refused(Reason::WritingFunction));
+    }
+    if verdict == Some(Volatility::Volatile) {
+        // What the server says is settled: skip the lookup next time.
+        cluster
+            .cache
+            .remember_primary(statement.sql, Reason::WritingFunction);
+    }
+    if client.id() == NodeId::Primary {
+        return run_as_write::<O>(client, statement.sql, params).await;
+    }
+    drop(client);
+    on_primary::<O>(cluster, statement.sql, params, Reason::WritingFunction).await
+}
+
 /// A connection for a read the context allows, retrying once elsewhere if
 /// connecting fails.
 pub(crate) async fn read_client(cluster: &Arc<Cluster>, ctx: &ReadContext) -> Result<NodeClient> {
-    read::<Acquire>(cluster, ctx, "", &[])
+    read::<Acquire>(cluster, ctx, &Statement::plain(""), &[])
         .await
         .map(|routed| routed.client)
 }
@@ -68,8 +135,8 @@ pub(crate) async fn read_transaction(
     cluster: &Arc<Cluster>,
     ctx: &ReadContext,
 ) -> Result<Transaction<'static>> {
-    let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    let routed = read::<Batch>(cluster, ctx, begin, &[]).await?;
+    let begin = Statement::plain("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    let routed = read::<Batch>(cluster, ctx, &begin, &[]).await?;
     Ok(Transaction::new(routed.client, None))
 }
 
