@@ -19,10 +19,12 @@ use crate::wal;
 /// there; [`node`](NodeClient::node) and [`role`](NodeClient::role) say
 /// where it points.
 ///
-/// When it is dropped, a background check makes sure it carries no open
-/// transaction and no session state (a `SET`, a temporary table, a
-/// `LISTEN`, ...) before it goes back to the pool; otherwise it is closed,
-/// and [`NodeStats::discarded`](crate::NodeStats::discarded) counts it.
+/// When it is dropped, one query in the background checks that no
+/// transaction is open and resets the session state a caller may have left
+/// (settings, role, temporary tables, `LISTEN`, cursors, advisory locks)
+/// before it goes back to the pool. In a transaction, with an SQL-level
+/// prepared statement, or when the check fails, it is closed instead, and
+/// [`NodeStats::discarded`](crate::NodeStats::discarded) counts it.
 pub struct NodeClient {
     /// Present until drop.
     object: Option<deadpool_postgres::Object>,

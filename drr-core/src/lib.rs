@@ -89,10 +89,11 @@
 //! `LOCAL`, `LISTEN`, `PREPARE`, `DECLARE`, temporary tables, session-level
 //! advisory locks, ...) with [`Error::is_session_statement`]: use a
 //! [`transaction`](Router::transaction). A connection handed to the caller
-//! (a [`NodeClient`] or a [`Transaction`]) is checked in the background when
-//! it is dropped, and closed instead of going back to its pool if it is
-//! still in a transaction or carries session state; [`NodeStats::discarded`]
-//! counts those.
+//! (a [`NodeClient`] or a [`Transaction`]) is checked and reset in the
+//! background when it is dropped (settings, role, temporary tables,
+//! `LISTEN`, cursors, advisory locks), and closed instead of going back to
+//! its pool if it is still in a transaction or holds an SQL-level prepared
+//! statement; [`NodeStats::discarded`] counts those.
 //!
 //! **Failures.** The first failure of an outage (a check the monitor
 //! cannot complete, or a read that cannot connect) bans a replica: it gets

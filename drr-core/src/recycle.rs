@@ -1,14 +1,18 @@
 //! Connections a caller held go back to their pool only when they are
-//! clean: outside any transaction, and without session state. Checked in
-//! the background with one query; a connection that fails the check, or
-//! cannot be checked, is closed instead, so that the next user of the pool
-//! never inherits an open transaction, a `SET`, a temporary table, a
-//! `LISTEN`, a prepared statement, a cursor or an advisory lock.
+//! clean. In the background, one simple query checks that no transaction is
+//! open and resets the session state a caller may have left (settings,
+//! role, cursors, `LISTEN`, advisory locks, temporary tables, sequence
+//! state: deadpool's `RecyclingMethod::Clean` statements, PgBouncer's
+//! `DISCARD ALL` without `DEALLOCATE ALL`, which would break the driver's
+//! own prepared statements). A connection in a transaction, with an SQL-level
+//! prepared statement, or that cannot be checked, is closed instead, so the
+//! next user of the pool never inherits an open transaction or a session
+//! changed under it.
 //!
-//! deadpool's `RecyclingMethod::Clean` resets every connection on every
-//! checkout (a round trip on the hot path) and still leaves an open
-//! transaction open; this check runs only for connections that were
-//! handed out, off the caller's path.
+//! `RecyclingMethod::Clean` itself would reset every connection at every
+//! checkout (a round trip on every query's path) and still leave an open
+//! transaction open; this runs only for connections that were handed out,
+//! off the caller's path.
 
 use std::sync::Arc;
 
@@ -18,27 +22,21 @@ use tokio_postgres::SimpleQueryMessage;
 use crate::cluster::Cluster;
 use crate::node::NodeId;
 
-/// True only on a connection with no transaction open and no session
-/// state. Sent as a simple query, which is one statement in one message: in
-/// autocommit its transaction starts with it (`now()` equals
-/// `statement_timestamp()`) and it leaves no portal behind in `pg_cursors`;
-/// inside an open transaction `now()` is the earlier start of that
-/// transaction. No session state means: no setting changed for the
-/// session, the user it logged in as, no temporary schema, no `LISTEN`, no
-/// open cursor, no SQL-level prepared statement, no advisory lock.
-const CLEAN: &str = "SELECT now() = statement_timestamp() \
-    AND current_user = session_user \
-    AND session_user = (SELECT r.rolname FROM pg_stat_get_activity(pg_backend_pid()) a \
-                        JOIN pg_roles r ON r.oid = a.usesysid) \
-    AND NOT EXISTS (SELECT FROM pg_settings WHERE source = 'session') \
-    AND pg_my_temp_schema() = 0 \
-    AND NOT EXISTS (SELECT FROM pg_listening_channels()) \
-    AND NOT EXISTS (SELECT FROM pg_cursors) \
-    AND NOT EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql) \
-    AND NOT EXISTS (SELECT FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory')";
+/// One simple query: its first statement is true only outside any
+/// transaction (in autocommit, a statement's transaction starts with it, so
+/// `now()` equals `statement_timestamp()`; inside an open one, `now()` is
+/// the earlier start of that transaction) and without SQL-level prepared
+/// statements. The rest resets what a session can change and the driver
+/// does not track. In an open transaction they run inside it, and the
+/// connection is closed anyway.
+const CHECK_AND_RESET: &str = "SELECT now() = statement_timestamp() \
+    AND NOT EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql); \
+    CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+    SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// Returns `object`, a connection of node `id` that a caller held, to its
-/// pool if it is clean, and closes it otherwise.
+/// pool once it is reset, and closes it if it is in a transaction or cannot
+/// be reset.
 pub(crate) fn check_then_return(cluster: Arc<Cluster>, id: NodeId, object: Object) {
     let held = Held(Some(object));
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -51,11 +49,11 @@ pub(crate) fn check_then_return(cluster: Arc<Cluster>, id: NodeId, object: Objec
         let timeout = cluster.config.check_timeout;
         let clean = match &held.0 {
             Some(object) => matches!(
-                tokio::time::timeout(timeout, object.simple_query(CLEAN)).await,
-                Ok(Ok(messages)) if messages.iter().any(|message| matches!(
-                    message,
-                    SimpleQueryMessage::Row(row) if row.get(0) == Some("t")
-                ))
+                tokio::time::timeout(timeout, object.simple_query(CHECK_AND_RESET)).await,
+                Ok(Ok(messages)) if messages.iter().find_map(|message| match message {
+                    SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
+                    _ => None,
+                }) == Some(true)
             ),
             None => false,
         };
@@ -64,7 +62,7 @@ pub(crate) fn check_then_return(cluster: Arc<Cluster>, id: NodeId, object: Objec
             drop(held.0.take());
         } else {
             node.counters.discarded();
-            tracing::debug!(node = %node.name, "closing a connection left in a transaction or with session state");
+            tracing::debug!(node = %node.name, "closing a connection left in a transaction");
         }
     });
 }

@@ -178,6 +178,7 @@ impl Router {
             analysis
                 .functions
                 .iter()
+                .flat_map(|names| names.iter())
                 .all(|name| verdicts.get(name) == Some(Volatility::ReadOnly))
         };
         let id = replica

@@ -168,7 +168,8 @@ pub struct NodeStats {
     /// Times the node was banned after failing.
     pub bans: u64,
     /// Connections closed instead of going back to the pool, because a
-    /// caller left a transaction open or session state on them.
+    /// caller left a transaction open or an SQL prepared statement on them
+    /// (other session state is reset).
     pub discarded: u64,
     /// Reads that wrote here and were refused (SQLSTATE 25006,
     /// `read_only_sql_transaction`): retried on the primary, never on another

@@ -120,11 +120,12 @@ pub fn classify(sql: &str) -> Classification {
 }
 
 /// A statement's classification, with the functions the server must be
-/// asked about when it is [`Classification::DependsOnFunctions`].
-#[derive(Debug)]
+/// asked about when it is [`Classification::DependsOnFunctions`]. Cheap to
+/// clone: without functions, no allocation and no reference count.
+#[derive(Debug, Clone)]
 pub(crate) struct Analysis {
     pub(crate) classification: Classification,
-    pub(crate) functions: Box<[FunctionName]>,
+    pub(crate) functions: Option<Arc<[FunctionName]>>,
     /// It carries [`REPLICA_HINT`].
     pub(crate) replica_hint: bool,
 }
@@ -151,7 +152,7 @@ pub(crate) fn analyze(sql: &str, overrides: &Overrides) -> Analysis {
     };
     Analysis {
         classification,
-        functions: functions.into(),
+        functions: (!functions.is_empty()).then(|| functions.into()),
         replica_hint,
     }
 }
@@ -219,7 +220,7 @@ fn check_query(facts: &walk::Facts, overrides: &Overrides) -> Result<Vec<Functio
 /// Bounded: when full it starts over, so applications that build SQL with
 /// inlined literals cannot grow it without limit.
 pub(crate) struct Cache {
-    map: RwLock<HashMap<Box<str>, Arc<Analysis>>>,
+    map: RwLock<HashMap<Box<str>, Analysis>>,
     capacity: usize,
     overrides: Overrides,
 }
@@ -233,11 +234,11 @@ impl Cache {
         }
     }
 
-    pub(crate) fn analyze(&self, sql: &str) -> Arc<Analysis> {
+    pub(crate) fn analyze(&self, sql: &str) -> Analysis {
         if let Some(found) = self.map.read().ok().and_then(|map| map.get(sql).cloned()) {
             return found;
         }
-        let analysis = Arc::new(analyze(sql, &self.overrides));
+        let analysis = analyze(sql, &self.overrides);
         self.keep(sql, analysis.clone());
         analysis
     }
@@ -247,13 +248,13 @@ impl Cache {
     pub(crate) fn remember_primary(&self, sql: &str, reason: Reason) {
         let analysis = Analysis {
             classification: Classification::Primary(reason),
-            functions: Box::new([]),
+            functions: None,
             replica_hint: false,
         };
-        self.keep(sql, Arc::new(analysis));
+        self.keep(sql, analysis);
     }
 
-    fn keep(&self, sql: &str, analysis: Arc<Analysis>) {
+    fn keep(&self, sql: &str, analysis: Analysis) {
         if self.capacity > 0
             && let Ok(mut map) = self.map.write()
         {
@@ -282,14 +283,13 @@ mod tests {
         let sql = "SELECT f(1), shop.g(2)";
         let plain = analyze(sql, &Overrides::default());
         assert_eq!(plain.classification, Classification::DependsOnFunctions);
-        assert_eq!(
-            plain
-                .functions
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            ["f", "shop.g"]
-        );
+        let names: Vec<String> = plain
+            .functions
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["f", "shop.g"]);
         let writes = analyze(sql, &overrides(&[], &["g"]));
         assert_eq!(
             writes.classification,
@@ -298,7 +298,7 @@ mod tests {
         let reads = analyze(sql, &overrides(&["f", "shop.g"], &[]));
         assert_eq!(reads.classification, Classification::ReadOnly);
         let partly = analyze(sql, &overrides(&["f"], &[]));
-        assert_eq!(partly.functions.len(), 1);
+        assert_eq!(partly.functions.map(|f| f.len()), Some(1));
         // Admin functions stay on the primary, even declared read-only.
         let admin = analyze("SELECT pg_promote()", &overrides(&["pg_promote"], &[]));
         assert_eq!(

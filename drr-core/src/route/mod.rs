@@ -43,7 +43,7 @@ pub(crate) async fn run<O: Op>(
             let span = tracing::debug_span!("drr.read", consistency = ?ctx.consistency, node = tracing::field::Empty);
             let statement = read::Statement {
                 sql,
-                functions: &analysis.functions,
+                functions: analysis.functions.as_deref().unwrap_or_default(),
                 replica_hint: analysis.replica_hint,
             };
             read::read::<O>(cluster, ctx, &statement, params)

@@ -15,6 +15,9 @@ pub(crate) async fn verdict(
     client: &NodeClient,
     names: &[FunctionName],
 ) -> Result<Option<Volatility>, Error> {
+    if names.is_empty() {
+        return Ok(Some(Volatility::ReadOnly));
+    }
     let known = &client.node_ref().functions;
     let missing: Vec<FunctionName> = names
         .iter()
