@@ -1,104 +1,17 @@
-//! Router configuration: the nodes, pools, and routing policy.
+//! Router configuration: the nodes, pools, and routing policy. Every
+//! option and its default are here; [`policy`] holds the policy types and
+//! [`url`] checks connection URLs.
 
-use std::str::FromStr;
+mod policy;
+mod url;
+
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::functions::{FunctionName, Overrides};
 
-/// How a read chooses among the replicas that may serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Balance {
-    /// Take turns (the default).
-    #[default]
-    RoundRobin,
-    /// Pick at random.
-    Random,
-    /// Pick the replica with the fewest requests in flight through this
-    /// router.
-    LeastOutstanding,
-}
-
-/// What a read may see, relative to the writes of its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Consistency {
-    /// Any eligible replica, however recent: a read may miss the session's
-    /// own writes.
-    Eventual,
-    /// After a write, the session reads from the primary for this long, then
-    /// from replicas again. Simple, but only as good as the guess.
-    PinAfterWrite(Duration),
-    /// Causal: a read sees the session's writes. It goes to a replica that
-    /// has replayed the session's [`LsnToken`](crate::LsnToken), waits a
-    /// bounded time for one to get there, or falls back to the primary. The
-    /// default. Taking the token costs one extra round trip to the primary
-    /// per write.
-    #[default]
-    ReadYourWrites,
-}
-
-/// What a read does when no replica may serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Fallback {
-    /// Read from the primary (the default): fail safe, at the primary's cost.
-    #[default]
-    Primary,
-    /// Fail with an error for which
-    /// [`Error::is_no_healthy_node`](crate::Error::is_no_healthy_node) holds.
-    Error,
-}
-
-/// How far behind a replica may be and still serve reads. Unset limits do
-/// not apply. A replica is not eligible under a limit until the monitor has
-/// measured its lag, and the lag it compares is an upper bound, so a
-/// replica is never let through further behind than the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct MaxLag {
-    /// Replay lag in time: an upper bound that includes the time since the
-    /// last check, so a caught-up replica counts up to one check interval
-    /// (more under load) behind. Keep the limit well above the interval.
-    pub time: Option<Duration>,
-    /// Replay lag in bytes of WAL.
-    pub bytes: Option<u64>,
-}
-
-impl MaxLag {
-    /// No limit: lag never excludes a replica.
-    pub const fn none() -> Self {
-        MaxLag {
-            time: None,
-            bytes: None,
-        }
-    }
-
-    /// A limit in time.
-    pub const fn time(limit: Duration) -> Self {
-        MaxLag {
-            time: Some(limit),
-            bytes: None,
-        }
-    }
-
-    /// A limit in bytes of WAL.
-    pub const fn bytes(limit: u64) -> Self {
-        MaxLag {
-            time: None,
-            bytes: Some(limit),
-        }
-    }
-
-    /// Adds a limit in bytes to this one.
-    pub const fn and_bytes(self, limit: u64) -> Self {
-        MaxLag {
-            bytes: Some(limit),
-            ..self
-        }
-    }
-}
+pub use policy::{Balance, Consistency, Fallback, MaxLag};
+use url::parse_url;
 
 /// One database server: a name for errors, stats and traces, and how to
 /// connect.
@@ -315,31 +228,6 @@ impl RouterConfig {
     }
 }
 
-/// Parses and checks a node's URL, so that a bad one fails here, naming the
-/// bad part, rather than at the first query as a connection error.
-fn parse_url(url: &str, what: &str) -> Result<tokio_postgres::Config> {
-    // The URL may hold a password: name the node, never echo the URL.
-    let config = tokio_postgres::Config::from_str(url.trim())
-        .map_err(|err| Error::config(format!("invalid connection URL for {what}: {err}")))?;
-    if config.get_hosts().is_empty() {
-        return Err(Error::config(format!(
-            "the connection URL for {what} names no host: add one (postgres://user@host/db, or host=...)"
-        )));
-    }
-    if config.get_user().is_none() {
-        return Err(Error::config(format!(
-            "the connection URL for {what} names no user: add one (postgres://user@host/db, or user=...)"
-        )));
-    }
-    let (hosts, ports) = (config.get_hosts().len(), config.get_ports().len());
-    if ports > 1 && ports != hosts {
-        return Err(Error::config(format!(
-            "the connection URL for {what} has {hosts} hosts but {ports} ports: give one port, or one per host"
-        )));
-    }
-    Ok(config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,35 +254,6 @@ mod tests {
                 .named_replica("primary", "postgres://u@h:3/d")
                 .is_err()
         );
-    }
-
-    #[test]
-    fn urls_are_validated_when_the_config_is_built() {
-        for (url, part) in [
-            ("", "no host"),
-            ("   ", "no host"),
-            ("user=app dbname=app", "no host"),
-            ("postgres:///app", "no host"),
-            ("host=db1 dbname=app", "no user"),
-            ("postgres://db1/app", "no user"),
-            ("host=a,b,c port=1,2 user=u", "3 hosts but 2 ports"),
-        ] {
-            let err = RouterConfig::new(url).expect_err(url);
-            assert!(err.is_config(), "{url:?}: {err}");
-            assert!(err.to_string().contains(part), "{url:?}: {err}");
-        }
-        let err = RouterConfig::new("postgres://u@h/d")
-            .and_then(|c| c.named_replica("eu", "host=h"))
-            .expect_err("a replica without a user");
-        assert!(err.to_string().contains("replica eu"), "{err}");
-        for good in [
-            "postgres://u@h/d",
-            "postgresql://u:p@h1:1,h2:2/d",
-            "host=/var/run/postgresql user=u",
-            "host=a,b port=5432 user=u",
-        ] {
-            assert!(RouterConfig::new(good).is_ok(), "{good}");
-        }
     }
 
     /// Every default of the configuration, as the docs write it: a name and
