@@ -225,29 +225,13 @@ const TABLE: &[(&str, Classification)] = &[
         Primary(Reason::WritingFunction),
     ),
     ("SELECT lo_create(0)", Primary(Reason::WritingFunction)),
-    // Admin and replica-only functions never go to a replica.
-    ("SELECT pg_promote()", Primary(Reason::WritingFunction)),
-    (
-        "SELECT pg_catalog.pg_wal_replay_pause()",
-        Primary(Reason::WritingFunction),
-    ),
-    (
-        "SELECT pg_wal_replay_resume()",
-        Primary(Reason::WritingFunction),
-    ),
-    (
-        "SELECT pg_log_standby_snapshot()",
-        Primary(Reason::WritingFunction),
-    ),
+    // Admin and replica-only functions never go to a replica (more in
+    // the unit tests of classify/mod.rs).
     (
         "SELECT pg_terminate_backend(1)",
         Primary(Reason::WritingFunction),
     ),
     ("SELECT pg_reload_conf()", Primary(Reason::WritingFunction)),
-    (
-        "SELECT pg_replication_origin_advance('o', '0/1')",
-        Primary(Reason::WritingFunction),
-    ),
     (
         "SELECT CASE WHEN $1 THEN nextval('s') ELSE 0 END",
         Primary(Reason::WritingFunction),

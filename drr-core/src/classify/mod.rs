@@ -279,6 +279,24 @@ mod tests {
     }
 
     #[test]
+    fn admin_and_replica_only_functions_never_go_to_a_replica() {
+        for sql in [
+            "SELECT pg_promote()",
+            "SELECT pg_catalog.pg_wal_replay_pause()",
+            "SELECT pg_wal_replay_resume()",
+            "SELECT pg_log_standby_snapshot()",
+            "SELECT pg_replication_origin_advance('o', '0/1')",
+            "SELECT pg_backup_start('label')",
+        ] {
+            assert_eq!(
+                classify(sql),
+                Classification::Primary(Reason::WritingFunction),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
     fn the_configuration_decides_before_the_server() {
         let sql = "SELECT f(1), shop.g(2)";
         let plain = analyze(sql, &Overrides::default());
