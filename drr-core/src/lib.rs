@@ -189,8 +189,33 @@
 //! documentation has a complete example; `cargo xtask test` provides the
 //! stack its tests need.
 //!
-//! The [`env`](mod@env) module names the environment variables, and [`wal`] holds the
-//! WAL-position queries the router uses, for test harnesses.
+//! The [`env`](mod@env) module names the environment variables; [`wal`]
+//! holds the WAL-position queries the router uses, and [`functions`] the
+//! volatility lookup, for test harnesses.
+//!
+//! # Without a server
+//!
+//! The classifier and the token need no database:
+//!
+//! ```
+//! use drr_core::{Classification, LsnToken, Reason, classify};
+//!
+//! assert_eq!(classify("SELECT id FROM notes WHERE id = $1"), Classification::ReadOnly);
+//! assert_eq!(
+//!     classify("SELECT * FROM jobs FOR UPDATE"),
+//!     Classification::Primary(Reason::Locking)
+//! );
+//! // Plain calls refuse what would outlive them on a pooled connection.
+//! assert_eq!(classify("BEGIN"), Classification::Refused(Reason::TransactionControl));
+//! // A function decides: the router asks the server whether it is VOLATILE.
+//! assert_eq!(classify("SELECT create_order($1)"), Classification::DependsOnFunctions);
+//!
+//! // Tokens from before they named their cluster still parse.
+//! let token: LsnToken = "v1:0/3000148".parse()?;
+//! assert_eq!(token.cluster(), None);
+//! assert_eq!(token.to_string(), "v1:0/3000148");
+//! # Ok::<(), drr_core::ParseLsnError>(())
+//! ```
 #![deny(missing_docs)]
 
 pub use classify::{Classification, PRIMARY_HINT, REPLICA_HINT, Reason, classify};
