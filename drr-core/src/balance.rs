@@ -21,36 +21,38 @@ impl Balancer {
     }
 
     /// Picks one of `0..count` for which `eligible` holds; `load` gives the
-    /// requests in flight, for least-outstanding.
+    /// requests in flight, for least-outstanding. Every policy counts turns
+    /// and draws among the eligible only, so an ineligible replica's share
+    /// spreads evenly over the others instead of going to its successor.
     pub(crate) fn pick(
         &self,
         count: usize,
         eligible: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> usize,
     ) -> Option<usize> {
-        if count == 0 {
+        let candidates = || (0..count).filter(|&i| eligible(i));
+        let eligible_count = candidates().count();
+        if eligible_count == 0 {
             return None;
         }
-        if self.policy == Balance::Random {
-            // Uniform among the eligible, not "the next after a random
-            // start", which would favour whoever follows an ineligible node.
-            let eligible_count = (0..count).filter(|&i| eligible(i)).count() as u64;
-            if eligible_count == 0 {
-                return None;
+        match self.policy {
+            Balance::RoundRobin => candidates().nth(self.next_turn() % eligible_count),
+            Balance::Random => {
+                let nth = self.next_random() % eligible_count as u64;
+                candidates().nth(usize::try_from(nth).unwrap_or(0))
             }
-            let nth = usize::try_from(self.next_random() % eligible_count).unwrap_or(0);
-            return (0..count).filter(|&i| eligible(i)).nth(nth);
+            // The first of the least loaded, scanning from a rotating start:
+            // ties take turns.
+            Balance::LeastOutstanding => candidates()
+                .cycle()
+                .skip(self.next_turn() % eligible_count)
+                .take(eligible_count)
+                .min_by_key(|&i| load(i)),
         }
-        let start = self.turn.fetch_add(1, Relaxed) % count;
-        let mut candidates = (0..count)
-            .map(|i| (start + i) % count)
-            .filter(|&i| eligible(i));
-        if self.policy == Balance::LeastOutstanding {
-            // Starting the scan at a rotating index spreads ties.
-            candidates.min_by_key(|&i| load(i))
-        } else {
-            candidates.next()
-        }
+    }
+
+    fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Relaxed)
     }
 
     /// SplitMix64 over a shared counter: fast, and random enough to spread
@@ -84,9 +86,10 @@ mod tests {
             counts(Balance::RoundRobin, &[true, true, true], &[0; 3], 300),
             [100, 100, 100]
         );
-        let skipped = counts(Balance::RoundRobin, &[true, false, true], &[0; 3], 300);
-        assert_eq!(skipped[1], 0);
-        assert_eq!(skipped[0] + skipped[2], 300);
+        assert_eq!(
+            counts(Balance::RoundRobin, &[true, false, true], &[0; 3], 300),
+            [150, 0, 150]
+        );
     }
 
     #[test]
@@ -112,6 +115,8 @@ mod tests {
         );
         let ties = counts(Balance::LeastOutstanding, &[true, true], &[0, 0], 10);
         assert_eq!(ties, [5, 5]);
+        let ties = counts(Balance::LeastOutstanding, &[true, false, true], &[0; 3], 10);
+        assert_eq!(ties, [5, 0, 5]);
     }
 
     #[test]

@@ -2,32 +2,46 @@
 //! transactions on top of one.
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::node::{Node, Role};
-use crate::router::{NodeId, Router};
-use crate::session::Session;
+use crate::node::{Node, NodeId};
+use crate::recycle;
+use crate::role::Role;
+use crate::session_state::SessionState;
+use crate::wal;
 
 /// A pooled connection to one node, returned to its pool on drop.
 ///
 /// Dereferences to [`tokio_postgres::Client`], so the whole driver API is
 /// there; [`node`](NodeClient::node) and [`role`](NodeClient::role) say
 /// where it points.
+///
+/// When it is dropped, one query in the background checks that no
+/// transaction is open and resets the session state a caller may have left
+/// (settings, role, temporary tables, `LISTEN`, cursors, advisory locks)
+/// before it goes back to the pool. In a transaction, with an SQL-level
+/// prepared statement, or when the check fails, it is closed instead, and
+/// [`NodeStats::discarded`](crate::NodeStats::discarded) counts it.
 pub struct NodeClient {
-    object: deadpool_postgres::Object,
-    _in_flight: InFlight,
+    /// Present until drop.
+    object: Option<deadpool_postgres::Object>,
+    /// Set when a caller holds the connection: it may come back dirty.
+    check_on_return: bool,
+    in_flight: InFlight,
 }
 
 /// Counts a request in flight on its node for as long as it lives.
 struct InFlight {
-    router: Router,
+    cluster: Arc<Cluster>,
     id: NodeId,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.router
+        self.cluster
             .node(self.id)
             .health
             .outstanding
@@ -36,12 +50,24 @@ impl Drop for InFlight {
 }
 
 impl NodeClient {
-    pub(crate) fn new(router: Router, id: NodeId, object: deadpool_postgres::Object) -> Self {
-        router.node(id).health.outstanding.fetch_add(1, Relaxed);
+    pub(crate) fn new(
+        cluster: Arc<Cluster>,
+        id: NodeId,
+        object: deadpool_postgres::Object,
+    ) -> Self {
+        cluster.node(id).health.outstanding.fetch_add(1, Relaxed);
         NodeClient {
-            object,
-            _in_flight: InFlight { router, id },
+            object: Some(object),
+            check_on_return: false,
+            in_flight: InFlight { cluster, id },
         }
+    }
+
+    /// Marks the connection as held by a caller, who may run anything on
+    /// it: it is checked before it goes back to the pool.
+    pub(crate) fn handed_out(mut self) -> Self {
+        self.check_on_return = true;
+        self
     }
 
     /// The node's name, e.g. `primary` or `replica1`.
@@ -55,11 +81,11 @@ impl NodeClient {
     }
 
     pub(crate) fn id(&self) -> NodeId {
-        self._in_flight.id
+        self.in_flight.id
     }
 
-    fn node_ref(&self) -> &Node {
-        self._in_flight.router.node(self._in_flight.id)
+    pub(crate) fn node_ref(&self) -> &Node {
+        self.in_flight.cluster.node(self.in_flight.id)
     }
 
     /// Wraps a driver error with this node's name.
@@ -67,9 +93,25 @@ impl NodeClient {
         Error::postgres(&self.node_ref().name, err)
     }
 
+    /// Records, in `session`, a write just committed through this primary
+    /// connection: pins the session and, under read-your-writes, takes a
+    /// token.
+    pub(crate) async fn note_write(&self, session: &SessionState) -> Result<()> {
+        let token = if session.wants_token() {
+            Some(wal::commit_token(self).await.map_err(|e| self.error(e))?)
+        } else {
+            None
+        };
+        session.record_write(token);
+        Ok(())
+    }
+
     /// Closes the connection instead of returning it to the pool.
-    fn discard(self) {
-        drop(deadpool_postgres::Object::take(self.object));
+    fn discard(mut self) {
+        if let Some(object) = self.object.take() {
+            self.node_ref().counters.discarded();
+            drop(deadpool_postgres::Object::take(object));
+        }
     }
 }
 
@@ -77,7 +119,22 @@ impl Deref for NodeClient {
     type Target = tokio_postgres::Client;
 
     fn deref(&self) -> &Self::Target {
-        &self.object
+        // Only `drop` and `discard` take it.
+        self.object
+            .as_ref()
+            .expect("a NodeClient's connection is present until it is dropped")
+    }
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        if self.check_on_return {
+            let InFlight { cluster, id } = &self.in_flight;
+            recycle::check_then_return(cluster.clone(), *id, object);
+        }
     }
 }
 
@@ -102,15 +159,15 @@ pub struct Transaction<'s> {
     /// Present until commit, rollback or drop.
     client: Option<NodeClient>,
     /// The session to tell about the commit of a read-write transaction.
-    writer: Option<&'s Session>,
+    writer: Option<&'s SessionState>,
 }
 
 impl<'s> Transaction<'s> {
     /// `writer` is the session whose write this is, for read-write
     /// transactions.
-    pub(crate) fn new(client: NodeClient, writer: Option<&'s Session>) -> Self {
+    pub(crate) fn new(client: NodeClient, writer: Option<&'s SessionState>) -> Self {
         Transaction {
-            client: Some(client),
+            client: Some(client.handed_out()),
             writer,
         }
     }
@@ -144,7 +201,7 @@ impl<'s> Transaction<'s> {
             .await
             .map_err(|e| client.error(e))?;
         match self.writer {
-            Some(session) => session.note_write_on(&client).await,
+            Some(session) => client.note_write(session).await,
             None => Ok(()),
         }
     }

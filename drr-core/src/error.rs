@@ -29,10 +29,24 @@ enum Inner {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(
+        "{node} refused the login: {}; check the user and password in its URL",
+        describe(source)
+    )]
+    Authentication {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("connection pool of {node} failed: {detail}")]
     Pool { node: Arc<str>, detail: String },
     #[error("the /* drr:replica */ hint was refused: the statement {reason}")]
     HintRefused { reason: Reason },
+    #[error(
+        "automatic routing refused a statement that {reason}: each call may run on another \
+         pooled connection; use `transaction()` for statements that belong together"
+    )]
+    SessionStatement { reason: Reason },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -60,6 +74,10 @@ impl Error {
         Error(Box::new(Inner::HintRefused { reason }))
     }
 
+    pub(crate) fn session_statement(reason: Reason) -> Self {
+        Error(Box::new(Inner::SessionStatement { reason }))
+    }
+
     pub(crate) fn pool(
         node: &Arc<str>,
         err: deadpool_postgres::PoolError,
@@ -69,6 +87,9 @@ impl Error {
         let node = node.clone();
         Error(Box::new(match err {
             PoolError::Timeout(_) => Inner::PoolTimeout { node, waited },
+            PoolError::Backend(source) if is_login_refused(&source) => {
+                Inner::Authentication { node, source }
+            }
             PoolError::Backend(source) => Inner::Connect { node, source },
             other => Inner::Pool {
                 node,
@@ -79,7 +100,9 @@ impl Error {
 
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
-        Error(Box::new(if is_connection_error(&source) {
+        Error(Box::new(if is_login_refused(&source) {
+            Inner::Authentication { node, source }
+        } else if is_connection_error(&source) {
             Inner::Connect { node, source }
         } else {
             Inner::Postgres { node, source }
@@ -91,9 +114,13 @@ impl Error {
         match &*self.0 {
             Inner::PoolTimeout { node, .. }
             | Inner::Connect { node, .. }
+            | Inner::Authentication { node, .. }
             | Inner::Pool { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
-            Inner::Config(_) | Inner::NoHealthyNode { .. } | Inner::HintRefused { .. } => None,
+            Inner::Config(_)
+            | Inner::NoHealthyNode { .. }
+            | Inner::HintRefused { .. }
+            | Inner::SessionStatement { .. } => None,
         }
     }
 
@@ -105,7 +132,9 @@ impl Error {
     /// The error the server reported, if this is one.
     pub fn as_db_error(&self) -> Option<&DbError> {
         match &*self.0 {
-            Inner::Postgres { source, .. } | Inner::Connect { source, .. } => source.as_db_error(),
+            Inner::Postgres { source, .. }
+            | Inner::Connect { source, .. }
+            | Inner::Authentication { source, .. } => source.as_db_error(),
             _ => None,
         }
     }
@@ -126,10 +155,28 @@ impl Error {
         matches!(&*self.0, Inner::Connect { .. })
     }
 
+    /// Whether the node refused the login (SQLSTATE class 28: a wrong
+    /// password, an unknown role, a `pg_hba.conf` rule): check the user and
+    /// password in its URL. Not a connection error: the node was reached.
+    pub fn is_authentication(&self) -> bool {
+        matches!(&*self.0, Inner::Authentication { .. })
+    }
+
     /// Whether a `/* drr:replica */` hint was put on a statement that is not
     /// provably read-only.
     pub fn is_hint_refused(&self) -> bool {
         matches!(&*self.0, Inner::HintRefused { .. })
+    }
+
+    /// Whether automatic routing refused a statement that controls a
+    /// transaction or leaves state on its connection (`BEGIN`, `COMMIT`,
+    /// `SET` without `LOCAL`, `LISTEN`, `PREPARE`, `DECLARE`, a temporary
+    /// table, a session-level advisory lock, ...). Each plain call may run on
+    /// another pooled connection: run such statements in a
+    /// [`transaction()`](crate::Router::transaction), or on one client from
+    /// [`primary()`](crate::Router::primary).
+    pub fn is_session_statement(&self) -> bool {
+        matches!(&*self.0, Inner::SessionStatement { .. })
     }
 
     /// Whether the configuration (or environment) is invalid.
@@ -138,16 +185,19 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a replica refusing a write it
-    /// was given (a function we did not know writes), or a query cancelled
-    /// by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, or a query
+    /// cancelled by a conflict with recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
+            || self.is_authentication()
             || self.is_pool_timeout()
-            || self.code().is_some_and(|code| {
-                code == &SqlState::READ_ONLY_SQL_TRANSACTION
-                    || code == &SqlState::T_R_SERIALIZATION_FAILURE
-            })
+            || self.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+    }
+
+    /// Whether a replica refused to write (SQLSTATE 25006): the statement
+    /// writes, through a function or view, and only the primary can run it.
+    pub(crate) fn is_read_only_violation(&self) -> bool {
+        self.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
     }
 }
 
@@ -172,8 +222,15 @@ pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     text
 }
 
+/// Whether the server refused the login (SQLSTATE class 28, invalid
+/// authorization specification).
+pub(crate) fn is_login_refused(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.code().code().starts_with("28"))
+}
+
 /// Whether a driver error means the connection, not the statement, failed.
-fn is_connection_error(err: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
     if err.is_closed() {
         return true;
     }
@@ -225,6 +282,10 @@ mod tests {
         );
         assert!(err.is_hint_refused());
         assert!(!err.is_retryable_read());
+
+        let err = Error::session_statement(Reason::TransactionControl);
+        assert!(err.is_session_statement() && !err.is_hint_refused());
+        assert!(err.to_string().contains("`transaction()`"), "{err}");
 
         let err = Error::config("bad");
         assert!(err.is_config() && err.code().is_none());

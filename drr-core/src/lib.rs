@@ -37,14 +37,26 @@
 //! [`Router`] or [`Session`] go to a replica only if the statement is a
 //! single `SELECT`, `WITH`, `VALUES`, `TABLE` or `SHOW` with no locking
 //! clause (`FOR UPDATE`, `FOR SHARE`, ...), no data-modifying CTE, no
-//! `SELECT ... INTO`, and no call to a function known to write or to need the
-//! primary (`nextval`, `setval`, `pg_advisory_lock`, `pg_notify`, ...).
-//! Everything else goes to the primary: other statements, several
-//! statements, text that does not parse, and anything containing the
-//! [`PRIMARY_HINT`] `/* drr:primary */`. The [`REPLICA_HINT`]
-//! `/* drr:replica */` asserts a statement is read-only: if it is not
-//! provably so, the call fails ([`Error::is_hint_refused`]). Results are
-//! cached per SQL text. [`classify`] is the classifier itself.
+//! `SELECT ... INTO`, no call to a function that needs the primary
+//! (`nextval`, `setval`, `pg_notify`, and admin and replica-only functions
+//! such as `pg_promote`, `pg_wal_replay_pause` or `pg_terminate_backend`),
+//! and only calls of functions PostgreSQL says are IMMUTABLE or STABLE
+//! (pgpool-II's rule: a VOLATILE function may write). The router asks the
+//! node a read lands on about each function once
+//! ([`functions::lookup`](mod@functions): `pg_proc.provolatile` of every
+//! function the name may resolve to, in the named schema or along the
+//! `search_path`), keeps the answer per node, and asks again about a name
+//! the node did not know; a statement calling a VOLATILE or unknown
+//! function runs on the primary as a write.
+//! [`RouterConfig::read_only_functions`] and
+//! [`RouterConfig::write_functions`] override the server. Everything else
+//! goes to the primary: other statements, several statements, text that
+//! does not parse, and anything containing the [`PRIMARY_HINT`]
+//! `/* drr:primary */`. The [`REPLICA_HINT`] `/* drr:replica */` asserts a
+//! statement is read-only: if it is not provably so, the call fails
+//! ([`Error::is_hint_refused`]). Results are cached per SQL text.
+//! [`classify`] is the classifier itself (without a server, it answers
+//! [`Classification::DependsOnFunctions`] where functions decide).
 //!
 //! **Choosing a replica.** A replica serves reads if the last health check
 //! reached it, it is in recovery, it is not banned, and it is within
@@ -57,27 +69,57 @@
 //! - `PinAfterWrite(d)`: for `d` after a session's write, its reads go to
 //!   the primary.
 //! - `ReadYourWrites` (default): after each write the session takes the
-//!   primary's WAL position as an [`LsnToken`]. A read goes to an eligible
-//!   replica that has replayed it; if none has, it waits up to
+//!   primary's WAL position, with its cluster and timeline, as an
+//!   [`LsnToken`]. A read goes to an eligible replica of that cluster that
+//!   has reached the timeline and replayed the position (a token of another
+//!   cluster, or of a timeline no replica has reached, reads from the
+//!   primary); if none has, it waits up to
 //!   [`RouterConfig::max_wait`] on the most advanced one, polling its replay
 //!   position (`WAIT FOR LSN` on PostgreSQL 19 and later); then it falls
-//!   back.
+//!   back. It falls back at once, without waiting, when that replica
+//!   certainly needs longer than `max_wait`: its `recovery_min_apply_delay`
+//!   less the most the write's age can be, or the lag it certainly had at
+//!   its last check.
 //!
 //! Calls on the [`Router`] itself remember nothing and read eventually.
 //!
-//! **Failures.** The monitor bans a replica it cannot reach for
-//! [`RouterConfig::ban_duration`]; so does a read that fails to connect. A
-//! read that fails on a replica with a connection error, a read-only
-//! violation (a writing function we did not know), or a recovery conflict
-//! is retried once elsewhere. Writes are never retried. When no replica may
+//! **Connections.** Each plain call may run on another pooled connection,
+//! so plain calls refuse statements that control a transaction or leave
+//! state on their connection (`BEGIN`, `COMMIT`, `SAVEPOINT`, `SET` without
+//! `LOCAL`, `LISTEN`, `PREPARE`, `DECLARE`, temporary tables, session-level
+//! advisory locks, ...) with [`Error::is_session_statement`]: use a
+//! [`transaction`](Router::transaction). A connection handed to the caller
+//! (a [`NodeClient`] or a [`Transaction`]) is checked and reset in the
+//! background when it is dropped (settings, role, temporary tables,
+//! `LISTEN`, cursors, advisory locks), and closed instead of going back to
+//! its pool if it is still in a transaction or holds an SQL-level prepared
+//! statement; [`NodeStats::discarded`] counts those.
+//!
+//! **Failures.** The first failure of an outage (a check the monitor
+//! cannot complete, or a read that cannot connect) bans a replica: it gets
+//! no reads again until the first successful check at least
+//! [`RouterConfig::ban_duration`] after that first failure. Later failures
+//! of the same outage do not extend the ban. A read that fails on a replica
+//! with a connection error, a refused login or a recovery conflict is
+//! retried once elsewhere. A read that a replica refuses as a write
+//! (SQLSTATE 25006: a view or function that writes after all) runs on the
+//! primary as a write, never on another replica; it is counted
+//! ([`NodeStats::read_only_errors`]) and its SQL text goes to the primary
+//! from then on. Writes are never retried. When no replica may
 //! serve a read, it goes to the primary, or fails if [`Fallback::Error`] is
 //! set. [`Router::stats`] counts reads, writes, retries, fallbacks by
 //! reason, waits and bans per node.
 //!
-//! **Lag** in bytes is the primary's position minus the replica's replay
-//! position. Lag in time is how long ago the primary first wrote past the
-//! replica's replay position, so a caught-up replica of an idle primary has
-//! none (unlike `now() - pg_last_xact_replay_timestamp()`).
+//! **Lag** is measured as an upper bound. In bytes, it is the primary's
+//! position, sampled after the replica's, minus the replica's replay
+//! position. In time, it is how long ago the primary may first have written
+//! something the replica has not replayed: from a history of the primary's
+//! positions, the time since the last sample the replica had replayed, so
+//! it includes the time since the last check. A caught-up replica of an
+//! idle primary lags at most that (unlike
+//! `now() - pg_last_xact_replay_timestamp()`, which grows without bound).
+//! Until a check has measured a replica, its lag is unknown and
+//! [`MaxLag`] excludes it.
 //!
 //! # Consistency modes
 //!
@@ -147,21 +189,49 @@
 //! documentation has a complete example; `cargo xtask test` provides the
 //! stack its tests need.
 //!
-//! The [`env`](mod@env) module names the environment variables, and [`wal`] holds the
-//! WAL-position queries the router uses, for test harnesses.
+//! The [`env`](mod@env) module names the environment variables; [`wal`]
+//! holds the WAL-position queries the router uses, and [`functions`] the
+//! volatility lookup, for test harnesses.
+//!
+//! # Without a server
+//!
+//! The classifier and the token need no database:
+//!
+//! ```
+//! use drr_core::{Classification, LsnToken, Reason, classify};
+//!
+//! assert_eq!(classify("SELECT id FROM notes WHERE id = $1"), Classification::ReadOnly);
+//! assert_eq!(
+//!     classify("SELECT * FROM jobs FOR UPDATE"),
+//!     Classification::Primary(Reason::Locking)
+//! );
+//! // Plain calls refuse what would outlive them on a pooled connection.
+//! assert_eq!(classify("BEGIN"), Classification::Refused(Reason::TransactionControl));
+//! // A function decides: the router asks the server whether it is VOLATILE.
+//! assert_eq!(classify("SELECT create_order($1)"), Classification::DependsOnFunctions);
+//!
+//! // Tokens from before they named their cluster still parse.
+//! let token: LsnToken = "v1:0/3000148".parse()?;
+//! assert_eq!(token.cluster(), None);
+//! assert_eq!(token.to_string(), "v1:0/3000148");
+//! # Ok::<(), drr_core::ParseLsnError>(())
+//! ```
 #![deny(missing_docs)]
 
 pub use classify::{Classification, PRIMARY_HINT, REPLICA_HINT, Reason, classify};
 pub use client::{NodeClient, Transaction};
 pub use config::{Balance, Consistency, Fallback, MaxLag, RouterConfig};
 pub use error::{Error, Result};
-pub use lsn::{Lsn, LsnToken, ParseLsnError};
-pub use node::{HealthSnapshot, Role};
+pub use health::{CheckFailure, HealthSnapshot};
+pub use lsn::{Lsn, ParseLsnError};
+pub use role::Role;
 pub use router::{Route, Router};
 pub use session::Session;
 pub use stats::{Fallbacks, NodeStats, Stats};
+pub use token::{ClusterId, LsnToken};
 
 pub mod env;
+pub mod functions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wal;
@@ -169,12 +239,19 @@ pub mod wal;
 mod balance;
 mod classify;
 mod client;
+mod cluster;
 mod config;
 mod error;
+mod health;
+mod lag;
 mod lsn;
 mod monitor;
 mod node;
+mod recycle;
+mod role;
 mod route;
 mod router;
 mod session;
+mod session_state;
 mod stats;
+mod token;

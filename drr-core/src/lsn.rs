@@ -1,9 +1,7 @@
-//! WAL positions: parsing, printing, comparing, and the session token built
-//! from them.
+//! WAL positions: parsing, printing, comparing.
 //!
 //! PostgreSQL prints a WAL position (`pg_lsn`) as two hexadecimal halves,
-//! `16/B374D848`. [`Lsn`] is that position as a `u64`; [`LsnToken`] is the
-//! small value a read-your-writes session carries between requests.
+//! `16/B374D848`. [`Lsn`] is that position as a `u64`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,13 +73,16 @@ impl fmt::Display for Lsn {
 
 /// The error returned when text is not a WAL position or token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid WAL position {input:?}: expected the form 16/B374D848 or v1:16/B374D848")]
+#[error(
+    "invalid WAL position {input:?}: expected the form 16/B374D848, v1:16/B374D848 or \
+     v2:<cluster>:<timeline>:16/B374D848"
+)]
 pub struct ParseLsnError {
     input: String,
 }
 
 impl ParseLsnError {
-    fn new(input: &str) -> Self {
+    pub(crate) fn new(input: &str) -> Self {
         // Cap what we echo back: tokens come from cookies and headers.
         ParseLsnError {
             input: input.chars().take(40).collect(),
@@ -101,50 +102,6 @@ impl FromStr for Lsn {
             u32::from_str_radix(part, 16).map_err(|_| ParseLsnError::new(s))
         };
         Ok(Lsn((u64::from(half(hi)?) << 32) | u64::from(half(lo)?)))
-    }
-}
-
-/// What a read-your-writes session has written: the primary's WAL position
-/// just after its last committed write.
-///
-/// A replica may serve the session's reads once it has replayed up to this
-/// position. The token is `Copy`, and travels as text, e.g. in an `x-drr-lsn`
-/// header or a cookie, so another request or service can resume the session
-/// with [`Session::with_token`](crate::Session::with_token).
-///
-/// # Format
-///
-/// Displays as `v1:` followed by the position in PostgreSQL's form:
-/// `v1:16/B374D848`. The version prefix leaves room to carry more later
-/// (such as the primary's system identifier). Parsing accepts the same form,
-/// and also a bare `16/B374D848` as printed by `pg_current_wal_lsn()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LsnToken(Lsn);
-
-impl LsnToken {
-    /// A token that is satisfied once replicas replay up to `lsn`.
-    pub const fn new(lsn: Lsn) -> Self {
-        LsnToken(lsn)
-    }
-
-    /// The WAL position a replica must have replayed.
-    pub const fn lsn(self) -> Lsn {
-        self.0
-    }
-}
-
-impl fmt::Display for LsnToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v1:{}", self.0)
-    }
-}
-
-impl FromStr for LsnToken {
-    type Err = ParseLsnError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lsn = s.strip_prefix("v1:").unwrap_or(s);
-        lsn.parse().map(LsnToken).map_err(|_| ParseLsnError::new(s))
     }
 }
 
@@ -177,19 +134,6 @@ mod tests {
         ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} should not parse");
         }
-    }
-
-    #[test]
-    fn token_is_versioned_and_accepts_bare_positions() {
-        let token: LsnToken = "v1:0/3000148".parse().unwrap();
-        assert_eq!(token.to_string(), "v1:0/3000148");
-        assert_eq!("0/3000148".parse::<LsnToken>().unwrap(), token);
-        assert!("v2:0/3000148".parse::<LsnToken>().is_err());
-        let err = "nonsense".parse::<LsnToken>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("invalid WAL position \"nonsense\""),
-            "{err}"
-        );
     }
 
     #[test]

@@ -2,49 +2,23 @@
 //! counters.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::config::MaxLag;
-use crate::lsn::Lsn;
+use crate::functions::Verdicts;
+use crate::health::Health;
+use crate::role::Role;
 use crate::stats::Counters;
 
-/// What a node is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Role {
-    /// Takes writes, and reads that no replica may serve.
+/// Which node: the primary, or a replica by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeId {
     Primary,
-    /// Serves reads.
-    Replica,
+    Replica(usize),
 }
 
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        })
-    }
-}
-
-/// Milliseconds since the router started: cheap to store in atomics.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock(Instant);
-
-impl Clock {
-    pub(crate) fn new() -> Self {
-        Clock(Instant::now())
-    }
-
-    pub(crate) fn now_ms(self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// Stands for "unknown" in the lag atomics.
-const UNKNOWN: u64 = u64::MAX;
-
+/// A node: its name and role, its pool, how the monitor connects to it, its
+/// health, its counters, and the volatility of functions it was asked
+/// about.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     pub(crate) role: Role,
@@ -53,139 +27,17 @@ pub(crate) struct Node {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) health: Health,
     pub(crate) counters: Counters,
+    /// What the node said about the functions looked up there.
+    pub(crate) functions: Verdicts,
 }
 
 impl Node {
-    /// Keeps reads away from the node for `duration`. A burst of failures
-    /// counts as one ban.
+    /// Keeps reads away from the node for `duration` from the first
+    /// failure of an outage (see [`Health::ban`]).
     pub(crate) fn ban(&self, now_ms: u64, duration: Duration) {
-        let until = now_ms.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
-        if self.health.ban(now_ms, until) {
+        if self.health.ban(now_ms, duration) {
             self.counters.ban();
             tracing::warn!(node = %self.name, ?duration, "node unreachable: banned");
         }
     }
-}
-
-/// The monitor's latest findings, plus bans from failed reads.
-pub(crate) struct Health {
-    /// At least one check succeeded since the last failure.
-    reachable: AtomicBool,
-    in_recovery: AtomicBool,
-    banned_until_ms: AtomicU64,
-    replay_lsn: AtomicU64,
-    lag_bytes: AtomicU64,
-    lag_ms: AtomicU64,
-    server_version: AtomicI32,
-    pub(crate) outstanding: AtomicUsize,
-}
-
-impl Health {
-    pub(crate) fn new() -> Self {
-        Health {
-            reachable: AtomicBool::new(false),
-            in_recovery: AtomicBool::new(false),
-            banned_until_ms: AtomicU64::new(0),
-            replay_lsn: AtomicU64::new(0),
-            lag_bytes: AtomicU64::new(UNKNOWN),
-            lag_ms: AtomicU64::new(UNKNOWN),
-            server_version: AtomicI32::new(0),
-            outstanding: AtomicUsize::new(0),
-        }
-    }
-
-    /// Whether a replica may serve reads now: reachable, still in recovery,
-    /// not banned, and within `max_lag`.
-    pub(crate) fn serves_reads(&self, now_ms: u64, max_lag: &MaxLag) -> bool {
-        self.reachable.load(Relaxed)
-            && self.in_recovery.load(Relaxed)
-            && self.banned_until_ms.load(Relaxed) <= now_ms
-            && max_lag
-                .time
-                .is_none_or(|limit| within(self.lag_ms.load(Relaxed), limit.as_millis()))
-            && max_lag
-                .bytes
-                .is_none_or(|limit| within(self.lag_bytes.load(Relaxed), u128::from(limit)))
-    }
-
-    pub(crate) fn replay_lsn(&self) -> Lsn {
-        Lsn::from(self.replay_lsn.load(Relaxed))
-    }
-
-    /// Replay only moves forward: keep the furthest position seen.
-    pub(crate) fn saw_replay(&self, lsn: Lsn) {
-        self.replay_lsn.fetch_max(lsn.as_u64(), Relaxed);
-    }
-
-    /// Replay lag in time as of the last check, if known.
-    pub(crate) fn lag(&self) -> Option<Duration> {
-        let ms = self.lag_ms.load(Relaxed);
-        (ms != UNKNOWN).then(|| Duration::from_millis(ms))
-    }
-
-    pub(crate) fn server_version(&self) -> i32 {
-        self.server_version.load(Relaxed)
-    }
-
-    pub(crate) fn record_check(&self, in_recovery: bool, server_version: i32) {
-        self.in_recovery.store(in_recovery, Relaxed);
-        self.server_version.store(server_version, Relaxed);
-        self.reachable.store(true, Relaxed);
-    }
-
-    pub(crate) fn record_lag(&self, bytes: Option<u64>, time: Option<Duration>) {
-        self.lag_bytes.store(bytes.unwrap_or(UNKNOWN), Relaxed);
-        let ms = time.map_or(UNKNOWN, |t| {
-            u64::try_from(t.as_millis()).unwrap_or(UNKNOWN - 1)
-        });
-        self.lag_ms.store(ms, Relaxed);
-    }
-
-    /// Bans the node until `until_ms`. Returns whether it was not banned
-    /// already (so a burst of failures counts as one ban).
-    fn ban(&self, now_ms: u64, until_ms: u64) -> bool {
-        let previous = self.banned_until_ms.fetch_max(until_ms, Relaxed);
-        previous <= now_ms
-    }
-
-    pub(crate) fn mark_unreachable(&self) {
-        self.reachable.store(false, Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
-        let known = |v: u64| (v != UNKNOWN).then_some(v);
-        HealthSnapshot {
-            reachable: self.reachable.load(Relaxed),
-            in_recovery: self.in_recovery.load(Relaxed),
-            banned: self.banned_until_ms.load(Relaxed) > now_ms,
-            replay_lsn: Some(self.replay_lsn()).filter(|lsn| lsn.as_u64() != 0),
-            lag_bytes: known(self.lag_bytes.load(Relaxed)),
-            lag: known(self.lag_ms.load(Relaxed)).map(Duration::from_millis),
-            in_flight: self.outstanding.load(Relaxed),
-        }
-    }
-}
-
-fn within(value: u64, limit: u128) -> bool {
-    value != UNKNOWN && u128::from(value) <= limit
-}
-
-/// A node's health as of the last check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HealthSnapshot {
-    /// The last check reached the server.
-    pub reachable: bool,
-    /// The server is in recovery (a replica).
-    pub in_recovery: bool,
-    /// Reads avoid the node until its ban ends.
-    pub banned: bool,
-    /// The furthest replay position seen (replicas).
-    pub replay_lsn: Option<Lsn>,
-    /// Replay lag in bytes (replicas).
-    pub lag_bytes: Option<u64>,
-    /// Replay lag in time, at the resolution of the check interval (replicas).
-    pub lag: Option<Duration>,
-    /// Requests running on the node through this router.
-    pub in_flight: usize,
 }

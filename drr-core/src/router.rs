@@ -1,21 +1,24 @@
 //! The router: pools for every node, and the entry points that pick one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::balance::Balancer;
-use crate::classify::{self, Classification};
+use crate::classify::Classification;
 use crate::client::{NodeClient, Transaction};
+use crate::cluster::Cluster;
 use crate::config::{Consistency, NodeSpec, RouterConfig};
 use crate::error::{Error, Result};
-use crate::monitor::{self, History, Monitor};
-use crate::node::{Clock, Health, Node, Role};
-use crate::route::{self, ReadContext};
+use crate::functions::{Verdicts, Volatility};
+use crate::health::Health;
+use crate::monitor;
+use crate::node::{Node, NodeId};
+use crate::role::Role;
+use crate::route;
 use crate::session::Session;
+use crate::session_state::ReadContext;
 use crate::stats::{Counters, Stats};
 
 /// Routes statements between one primary and its replicas.
@@ -29,34 +32,7 @@ use crate::stats::{Counters, Stats};
 /// [`Session`].
 #[derive(Clone)]
 pub struct Router {
-    pub(crate) inner: Arc<Inner>,
-}
-
-/// Which node: the primary, or a replica by index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NodeId {
-    Primary,
-    Replica(usize),
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: RouterConfig,
-    pub(crate) primary: Node,
-    pub(crate) replicas: Vec<Node>,
-    pub(crate) cache: classify::Cache,
-    pub(crate) balancer: Balancer,
-    pub(crate) clock: Clock,
-    pub(crate) history: Mutex<History>,
-    pub(crate) monitor: tokio::sync::Mutex<Monitor>,
-    monitor_task: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = self.monitor_task.get_mut().ok().and_then(Option::take) {
-            task.abort();
-        }
-    }
+    cluster: Arc<Cluster>,
 }
 
 /// Where [`Router::route`] would send a statement.
@@ -85,6 +61,7 @@ impl Router {
                 pg,
                 health: Health::new(),
                 counters: Counters::default(),
+                functions: Verdicts::default(),
             })
         };
         let primary = build(&config.primary, Role::Primary)?;
@@ -93,23 +70,13 @@ impl Router {
             .iter()
             .map(|spec| build(spec, Role::Replica))
             .collect::<Result<Vec<_>>>()?;
-        let inner = Arc::new(Inner {
-            cache: classify::Cache::new(config.classify_cache_size),
-            balancer: Balancer::new(config.balance),
-            clock: Clock::new(),
-            history: Mutex::new(History::default()),
-            monitor: tokio::sync::Mutex::new(Monitor::new(replicas.len())),
-            monitor_task: Mutex::new(None),
-            primary,
-            replicas,
-            config,
-        });
-        monitor::check(&inner).await;
-        let task = monitor::spawn(Arc::downgrade(&inner));
-        if let Ok(mut slot) = inner.monitor_task.lock() {
+        let cluster = Arc::new(Cluster::new(config, primary, replicas));
+        monitor::check(&cluster).await;
+        let task = monitor::spawn(Arc::downgrade(&cluster));
+        if let Ok(mut slot) = cluster.monitor_task.lock() {
             *slot = Some(task);
         }
-        Ok(Router { inner })
+        Ok(Router { cluster })
     }
 
     /// [`connect`](Router::connect) with [`RouterConfig::from_env`].
@@ -119,30 +86,34 @@ impl Router {
 
     /// A session with the router's default consistency.
     pub fn session(&self) -> Session {
-        self.session_with(self.inner.config.consistency)
+        self.session_with(self.cluster.config.consistency)
     }
 
     /// A session with the given consistency.
     pub fn session_with(&self, consistency: Consistency) -> Session {
-        Session::new(self.clone(), consistency)
+        Session::new(self.cluster.clone(), consistency)
     }
 
     /// A pooled connection to the primary.
     pub async fn primary(&self) -> Result<NodeClient> {
-        route::connect(self, NodeId::Primary).await
+        route::connect(&self.cluster, NodeId::Primary)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A pooled connection to a replica chosen by the balancing policy (or
     /// the primary, when no replica may serve reads and fallback is on).
     pub async fn replica(&self) -> Result<NodeClient> {
-        route::read_client(self, &ReadContext::EVENTUAL).await
+        route::read_client(&self.cluster, &ReadContext::EVENTUAL)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// Runs a statement on the node its classification allows, returning
     /// the rows.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         Ok(
-            route::run::<route::Query>(self, &ReadContext::EVENTUAL, sql, params)
+            route::run::<route::Query>(&self.cluster, &ReadContext::EVENTUAL, sql, params)
                 .await?
                 .out,
         )
@@ -151,7 +122,7 @@ impl Router {
     /// Like [`query`](Router::query), for exactly one row.
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         Ok(
-            route::run::<route::QueryOne>(self, &ReadContext::EVENTUAL, sql, params)
+            route::run::<route::QueryOne>(&self.cluster, &ReadContext::EVENTUAL, sql, params)
                 .await?
                 .out,
         )
@@ -164,7 +135,7 @@ impl Router {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
         Ok(
-            route::run::<route::QueryOpt>(self, &ReadContext::EVENTUAL, sql, params)
+            route::run::<route::QueryOpt>(&self.cluster, &ReadContext::EVENTUAL, sql, params)
                 .await?
                 .out,
         )
@@ -174,7 +145,7 @@ impl Router {
     /// the number of rows affected.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         Ok(
-            route::run::<route::Execute>(self, &ReadContext::EVENTUAL, sql, params)
+            route::run::<route::Execute>(&self.cluster, &ReadContext::EVENTUAL, sql, params)
                 .await?
                 .out,
         )
@@ -182,25 +153,38 @@ impl Router {
 
     /// A read-write transaction on the primary.
     pub async fn transaction(&self) -> Result<Transaction<'static>> {
-        route::write_transaction(self, None).await
+        route::write_transaction(&self.cluster, None).await
     }
 
     /// A `READ ONLY`, `REPEATABLE READ` transaction on a replica.
     pub async fn read_transaction(&self) -> Result<Transaction<'static>> {
-        route::read_transaction(self, &ReadContext::EVENTUAL).await
+        route::read_transaction(&self.cluster, &ReadContext::EVENTUAL).await
     }
 
     /// Where a plain call with this SQL would go right now, for an eventual
     /// read. Uses the classification cache and takes a balancing turn, like
-    /// a real call; connects to nothing.
+    /// a real call; connects to nothing, so a function the chosen replica has
+    /// not been asked about yet counts as one that needs the primary.
     pub fn route(&self, sql: &str) -> Route<'_> {
-        let id = match self.inner.cache.classify(sql) {
-            Classification::ReadOnly => {
-                route::pick_replica(self, None, None).unwrap_or(NodeId::Primary)
+        let analysis = self.cluster.cache.analyze(sql);
+        let replica = match analysis.classification {
+            Classification::ReadOnly | Classification::DependsOnFunctions => {
+                route::pick_replica(&self.cluster, None, None)
             }
-            _ => NodeId::Primary,
+            _ => None,
         };
-        let node = self.node(id);
+        let known_read_only = |id: NodeId| {
+            let verdicts = &self.cluster.node(id).functions;
+            analysis
+                .functions
+                .iter()
+                .flat_map(|names| names.iter())
+                .all(|name| verdicts.get(name) == Some(Volatility::ReadOnly))
+        };
+        let id = replica
+            .filter(|&id| known_read_only(id))
+            .unwrap_or(NodeId::Primary);
+        let node = self.cluster.node(id);
         Route {
             node: &node.name,
             role: node.role,
@@ -209,9 +193,10 @@ impl Router {
 
     /// Counters and health for every node.
     pub fn stats(&self) -> Stats {
-        let now = self.inner.clock.now_ms();
-        let nodes = std::iter::once(&self.inner.primary)
-            .chain(&self.inner.replicas)
+        let now = self.cluster.clock.now_ms();
+        let nodes = self
+            .cluster
+            .nodes()
             .map(|node| {
                 node.counters
                     .snapshot(&node.name, node.role, node.health.snapshot(now))
@@ -222,25 +207,18 @@ impl Router {
 
     /// Checks every node now, without waiting for the next interval.
     pub async fn check_now(&self) {
-        monitor::check(&self.inner).await;
-    }
-
-    pub(crate) fn node(&self, id: NodeId) -> &Node {
-        match id {
-            NodeId::Primary => &self.inner.primary,
-            NodeId::Replica(i) => &self.inner.replicas[i],
-        }
+        monitor::check(&self.cluster).await;
     }
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("primary", &self.inner.primary.name)
+            .field("primary", &self.cluster.primary.name)
             .field(
                 "replicas",
                 &self
-                    .inner
+                    .cluster
                     .replicas
                     .iter()
                     .map(|r| &r.name)

@@ -1,19 +1,19 @@
 //! Sessions: a sequence of calls from one user or request chain, whose reads
 //! respect its own writes.
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::client::{NodeClient, Transaction};
+use crate::cluster::Cluster;
 use crate::config::Consistency;
 use crate::error::Result;
-use crate::lsn::LsnToken;
-use crate::route::{self, Op, ReadContext};
-use crate::router::Router;
-use crate::wal;
+use crate::node::NodeId;
+use crate::route::{self, Op};
+use crate::session_state::SessionState;
+use crate::token::LsnToken;
 
 /// Calls that remember their writes, so reads can follow them.
 ///
@@ -29,27 +29,20 @@ use crate::wal;
 ///
 /// Plain calls run in autocommit mode, each on a pooled connection that may
 /// differ from the last: use [`transaction`](Session::transaction) for
-/// statements that belong together, never `BEGIN` through
-/// [`execute`](Session::execute).
-#[derive(Debug)]
+/// statements that belong together. Plain calls refuse statements that
+/// control a transaction or leave state on their connection (`BEGIN`,
+/// `SET` without `LOCAL`, `LISTEN`, ...; see
+/// [`Error::is_session_statement`](crate::Error::is_session_statement)).
 pub struct Session {
-    router: Router,
-    consistency: Consistency,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct State {
-    last_write: Option<Instant>,
-    token: Option<LsnToken>,
+    cluster: Arc<Cluster>,
+    state: SessionState,
 }
 
 impl Session {
-    pub(crate) fn new(router: Router, consistency: Consistency) -> Self {
+    pub(crate) fn new(cluster: Arc<Cluster>, consistency: Consistency) -> Self {
         Session {
-            router,
-            consistency,
-            state: Mutex::new(State::default()),
+            cluster,
+            state: SessionState::new(consistency),
         }
     }
 
@@ -63,12 +56,12 @@ impl Session {
 
     /// The session's consistency.
     pub fn consistency(&self) -> Consistency {
-        self.consistency
+        self.state.consistency()
     }
 
     /// Changes the session's consistency for later calls.
     pub fn set_consistency(&mut self, consistency: Consistency) {
-        self.consistency = consistency;
+        self.state.set_consistency(consistency);
     }
 
     /// The position of the session's latest write, to hand to a later
@@ -76,15 +69,14 @@ impl Session {
     /// the first write, and always outside read-your-writes unless a token
     /// was given with [`with_token`](Session::with_token).
     pub fn token(&self) -> Option<LsnToken> {
-        self.state().token
+        self.state.token()
     }
 
     /// Merges a token from elsewhere into the session: reads will follow the
-    /// later of the two.
+    /// later of the two, or the new one if it names another cluster (see
+    /// [`LsnToken::merge`]).
     pub fn observe(&self, token: LsnToken) {
-        if let Ok(mut state) = self.state.lock() {
-            state.token = state.token.max(Some(token));
-        }
+        self.state.observe(token);
     }
 
     /// Runs a statement where its classification and the session's
@@ -117,77 +109,59 @@ impl Session {
     /// seen by the session: call [`note_write`](Session::note_write) after
     /// them.
     pub async fn primary(&self) -> Result<NodeClient> {
-        self.router.primary().await
+        route::connect(&self.cluster, NodeId::Primary)
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A pooled connection for reads, chosen by the session's consistency.
     pub async fn replica(&self) -> Result<NodeClient> {
-        self.replica_with(self.consistency).await
+        self.replica_with(self.consistency()).await
     }
 
     /// A pooled connection for reads, chosen by `consistency` for this call
     /// only.
     pub async fn replica_with(&self, consistency: Consistency) -> Result<NodeClient> {
-        route::read_client(&self.router, &self.context(consistency)).await
+        route::read_client(&self.cluster, &self.state.context(consistency))
+            .await
+            .map(NodeClient::handed_out)
     }
 
     /// A read-write transaction on the primary. Its commit counts as a
     /// write of the session.
     pub async fn transaction(&self) -> Result<Transaction<'_>> {
-        route::write_transaction(&self.router, Some(self)).await
+        route::write_transaction(&self.cluster, Some(&self.state)).await
     }
 
     /// A `READ ONLY`, `REPEATABLE READ` transaction where the session's
     /// consistency allows.
     pub async fn read_transaction(&self) -> Result<Transaction<'_>> {
-        route::read_transaction(&self.router, &self.context(self.consistency)).await
+        let context = self.state.context(self.consistency());
+        route::read_transaction(&self.cluster, &context).await
     }
 
     /// Records a write made outside the session's own calls (e.g. through
     /// [`primary`](Session::primary)): pins the session and, under
     /// read-your-writes, takes a token from the primary.
     pub async fn note_write(&self) -> Result<()> {
-        let client = self.router.primary().await?;
-        self.note_write_on(&client).await
+        let client = route::connect(&self.cluster, NodeId::Primary).await?;
+        client.note_write(&self.state).await
     }
 
     async fn run<O: Op>(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<O::Out> {
-        let routed =
-            route::run::<O>(&self.router, &self.context(self.consistency), sql, params).await?;
+        let context = self.state.context(self.consistency());
+        let routed = route::run::<O>(&self.cluster, &context, sql, params).await?;
         if routed.wrote {
-            self.note_write_on(&routed.client).await?;
+            routed.client.note_write(&self.state).await?;
         }
         Ok(routed.out)
     }
+}
 
-    /// Records a write just committed through `client`, a primary
-    /// connection.
-    pub(crate) async fn note_write_on(&self, client: &NodeClient) -> Result<()> {
-        let token = match self.consistency {
-            Consistency::ReadYourWrites => Some(
-                wal::commit_token(client)
-                    .await
-                    .map_err(|e| client.error(e))?,
-            ),
-            _ => None,
-        };
-        if let Ok(mut state) = self.state.lock() {
-            state.last_write = Some(Instant::now());
-            state.token = state.token.max(token);
-        }
-        Ok(())
-    }
-
-    fn context(&self, consistency: Consistency) -> ReadContext {
-        let state = self.state();
-        ReadContext {
-            consistency,
-            last_write: state.last_write,
-            token: state.token,
-        }
-    }
-
-    fn state(&self) -> State {
-        self.state.lock().map(|state| *state).unwrap_or_default()
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }

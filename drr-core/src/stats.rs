@@ -4,17 +4,24 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::node::{HealthSnapshot, Role};
+use crate::health::HealthSnapshot;
+use crate::role::Role;
 
 /// Why a read went to the primary instead of a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FallbackReason {
     /// Every replica was down, banned, or too far behind.
     NoEligibleReplica,
-    /// No replica reached the session's token within the wait bound.
+    /// No replica reached the session's token within `max_wait`, or the
+    /// most advanced one certainly could not.
     CatchUpTimeout,
     /// The read failed on a replica and was retried on the primary.
     ReplicaFailed,
+    /// The session's token names another cluster than the primary's.
+    ForeignToken,
+    /// The session's token names a timeline no eligible replica has
+    /// reached.
+    UnreachedTimeline,
 }
 
 #[derive(Default)]
@@ -26,9 +33,13 @@ pub(crate) struct Counters {
     no_eligible_replica: AtomicU64,
     catch_up_timeout: AtomicU64,
     replica_failed: AtomicU64,
+    foreign_token: AtomicU64,
+    unreached_timeline: AtomicU64,
     waits: AtomicU64,
     wait_micros: AtomicU64,
     bans: AtomicU64,
+    discarded: AtomicU64,
+    read_only_errors: AtomicU64,
 }
 
 impl Counters {
@@ -52,11 +63,21 @@ impl Counters {
         self.bans.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn read_only_error(&self) {
+        self.read_only_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn discarded(&self) {
+        self.discarded.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn fallback(&self, reason: FallbackReason) {
         match reason {
             FallbackReason::NoEligibleReplica => &self.no_eligible_replica,
             FallbackReason::CatchUpTimeout => &self.catch_up_timeout,
             FallbackReason::ReplicaFailed => &self.replica_failed,
+            FallbackReason::ForeignToken => &self.foreign_token,
+            FallbackReason::UnreachedTimeline => &self.unreached_timeline,
         }
         .fetch_add(1, Relaxed);
     }
@@ -79,10 +100,14 @@ impl Counters {
                 no_eligible_replica: self.no_eligible_replica.load(Relaxed),
                 catch_up_timeout: self.catch_up_timeout.load(Relaxed),
                 replica_failed: self.replica_failed.load(Relaxed),
+                foreign_token: self.foreign_token.load(Relaxed),
+                unreached_timeline: self.unreached_timeline.load(Relaxed),
             },
             waits: self.waits.load(Relaxed),
             wait_time: Duration::from_micros(self.wait_micros.load(Relaxed)),
             bans: self.bans.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
+            read_only_errors: self.read_only_errors.load(Relaxed),
             health,
         }
     }
@@ -142,6 +167,14 @@ pub struct NodeStats {
     pub wait_time: Duration,
     /// Times the node was banned after failing.
     pub bans: u64,
+    /// Connections closed instead of going back to the pool, because a
+    /// caller left a transaction open or an SQL prepared statement on them
+    /// (other session state is reset).
+    pub discarded: u64,
+    /// Reads that wrote here and were refused (SQLSTATE 25006,
+    /// `read_only_sql_transaction`): retried on the primary, never on another
+    /// replica, and their SQL text sent to the primary from then on.
+    pub read_only_errors: u64,
     /// The node's health as of the last check.
     pub health: HealthSnapshot,
 }
@@ -152,15 +185,26 @@ pub struct NodeStats {
 pub struct Fallbacks {
     /// Every replica was down, banned, or too far behind.
     pub no_eligible_replica: u64,
-    /// No replica reached the session's token within the wait bound.
+    /// No replica reached the session's token within `max_wait`, or the
+    /// most advanced one certainly could not (then the read did not wait).
     pub catch_up_timeout: u64,
     /// The read failed on a replica and was retried here.
     pub replica_failed: u64,
+    /// The session's token named another cluster than the primary's (a
+    /// stack replaced under the application, a token from elsewhere).
+    pub foreign_token: u64,
+    /// The session's token named a timeline no eligible replica has reached
+    /// (after a failover).
+    pub unreached_timeline: u64,
 }
 
 impl Fallbacks {
     /// All fallbacks, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.no_eligible_replica + self.catch_up_timeout + self.replica_failed
+        self.no_eligible_replica
+            + self.catch_up_timeout
+            + self.replica_failed
+            + self.foreign_token
+            + self.unreached_timeline
     }
 }

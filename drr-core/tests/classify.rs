@@ -5,7 +5,7 @@
 use drr_core::{Classification, Reason, classify};
 use proptest::prelude::*;
 
-use Classification::{HintRefused, Primary, ReadOnly};
+use Classification::{DependsOnFunctions, HintRefused, Primary, ReadOnly, Refused};
 
 const TABLE: &[(&str, Classification)] = &[
     // Plain reads.
@@ -15,9 +15,10 @@ const TABLE: &[(&str, Classification)] = &[
         "SELECT a, b FROM t JOIN u ON t.id = u.t_id WHERE u.x > 3 ORDER BY a LIMIT 10 OFFSET 5",
         ReadOnly,
     ),
+    // Calls whose volatility the server decides.
     (
         "SELECT count(*) FROM t GROUP BY x HAVING count(*) > 1",
-        ReadOnly,
+        DependsOnFunctions,
     ),
     ("SELECT * FROM (SELECT 1 AS x) AS s", ReadOnly),
     ("SELECT EXISTS (SELECT 1 FROM t WHERE id = $1)", ReadOnly),
@@ -37,16 +38,27 @@ const TABLE: &[(&str, Classification)] = &[
     ),
     ("SHOW search_path", ReadOnly),
     ("SHOW transaction_isolation", ReadOnly),
-    ("SELECT now(), lower('A'), coalesce(NULL, 1)", ReadOnly),
     (
-        "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()",
+        "SELECT now(), lower('A'), coalesce(NULL, 1)",
+        DependsOnFunctions,
+    ),
+    ("SELECT create_order($1)", DependsOnFunctions),
+    ("SELECT shop.create_order($1)", DependsOnFunctions),
+    ("SELECT * FROM create_order($1)", DependsOnFunctions),
+    // SQL syntax that parses like a call names no function.
+    (
+        "SELECT coalesce(a, 1), nullif(b, 2), greatest(1, 2), CURRENT_TIMESTAMP FROM t",
         ReadOnly,
     ),
-    ("SELECT * FROM generate_series(1, 10)", ReadOnly),
+    (
+        "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()",
+        DependsOnFunctions,
+    ),
+    ("SELECT * FROM generate_series(1, 10)", DependsOnFunctions),
     ("SELECT id FROM t WHERE name ILIKE $1", ReadOnly),
     (
         "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
-        ReadOnly,
+        DependsOnFunctions,
     ),
     ("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a, b", ReadOnly),
     (
@@ -85,9 +97,29 @@ const TABLE: &[(&str, Classification)] = &[
     ("DROP TABLE t", Primary(Reason::NotAQuery)),
     ("ALTER TABLE t ADD COLUMN b int", Primary(Reason::NotAQuery)),
     ("TRUNCATE t", Primary(Reason::NotAQuery)),
-    ("BEGIN", Primary(Reason::NotAQuery)),
-    ("COMMIT", Primary(Reason::NotAQuery)),
-    ("SET search_path = app", Primary(Reason::NotAQuery)),
+    // Transaction control and session state: refused.
+    ("BEGIN", Refused(Reason::TransactionControl)),
+    ("COMMIT", Refused(Reason::TransactionControl)),
+    ("COMMIT PREPARED 'x'", Primary(Reason::NotAQuery)),
+    ("SET search_path = app", Refused(Reason::SessionState)),
+    ("SET LOCAL search_path = app", Primary(Reason::NotAQuery)),
+    ("SET TRANSACTION READ ONLY", Primary(Reason::NotAQuery)),
+    ("LISTEN c", Refused(Reason::SessionState)),
+    ("CREATE TEMP TABLE t (a int)", Refused(Reason::SessionState)),
+    (
+        "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1",
+        Refused(Reason::SessionState),
+    ),
+    ("CREATE TABLE temp (a int)", Primary(Reason::NotAQuery)),
+    ("SELECT * INTO TEMP t FROM u", Refused(Reason::SessionState)),
+    (
+        "/* drr:primary */ SELECT pg_advisory_lock(1)",
+        Refused(Reason::SessionState),
+    ),
+    (
+        "/* drr:replica */ DISCARD ALL",
+        Refused(Reason::SessionState),
+    ),
     (
         "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
         Primary(Reason::NotAQuery),
@@ -158,8 +190,9 @@ const TABLE: &[(&str, Classification)] = &[
         "SELECT * FROM t WHERE id = (SELECT nextval('s'))",
         Primary(Reason::WritingFunction),
     ),
+    ("SELECT pg_advisory_lock(42)", Refused(Reason::SessionState)),
     (
-        "SELECT pg_advisory_lock(42)",
+        "SELECT pg_advisory_xact_lock(42)",
         Primary(Reason::WritingFunction),
     ),
     (
@@ -172,7 +205,15 @@ const TABLE: &[(&str, Classification)] = &[
     ),
     (
         "SELECT set_config('search_path', 'x', false)",
+        Refused(Reason::SessionState),
+    ),
+    (
+        "SELECT set_config('search_path', 'x', true)",
         Primary(Reason::WritingFunction),
+    ),
+    (
+        "SELECT set_config('search_path', 'x', $1)",
+        Refused(Reason::SessionState),
     ),
     ("SELECT txid_current()", Primary(Reason::WritingFunction)),
     (
@@ -184,6 +225,13 @@ const TABLE: &[(&str, Classification)] = &[
         Primary(Reason::WritingFunction),
     ),
     ("SELECT lo_create(0)", Primary(Reason::WritingFunction)),
+    // Admin and replica-only functions never go to a replica (more in
+    // the unit tests of classify/mod.rs).
+    (
+        "SELECT pg_terminate_backend(1)",
+        Primary(Reason::WritingFunction),
+    ),
+    ("SELECT pg_reload_conf()", Primary(Reason::WritingFunction)),
     (
         "SELECT CASE WHEN $1 THEN nextval('s') ELSE 0 END",
         Primary(Reason::WritingFunction),

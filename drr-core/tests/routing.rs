@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use drr_core::testing::TestStack;
 use drr_core::{Consistency, Fallback, LsnToken, MaxLag, Role, Router};
+use support::proxy::{Proxy, with_port};
 use support::{delay_at_least, direct, eventually, stack, unique_name};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 /// A table of our own, visible on every replica before the test uses it.
 struct Table {
@@ -201,7 +201,7 @@ async fn read_your_writes_waits_for_a_replica_and_the_token_travels() {
 
     // As if in another request: the token arrives as text.
     let text = token.to_string();
-    assert!(text.starts_with("v1:"), "{text}");
+    assert!(text.starts_with("v2:"), "{text}");
     let parsed: LsnToken = text.parse().expect("token round-trips");
     assert_eq!(parsed, token);
     let reader = router
@@ -228,6 +228,54 @@ async fn read_your_writes_waits_for_a_replica_and_the_token_travels() {
     assert!(
         waits >= 1,
         "the read should have waited for a replica: {stats:?}"
+    );
+    table.drop().await;
+}
+
+/// A replica whose apply delay is longer than `max_wait` cannot replay a
+/// write made just now within `max_wait`: the read falls back to the
+/// primary at once instead of waiting `max_wait` first. (It used to wait
+/// the whole `max_wait` whenever the monitor had measured no lag, as on an
+/// idle primary.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_does_not_wait_for_a_delay_it_cannot_wait_out() {
+    let stack = stack();
+    let delay = delay_at_least(&stack, Duration::from_millis(1500));
+    let table = Table::create(&stack).await;
+    let max_wait = delay / 3;
+    let router = router(
+        stack
+            .router_config()
+            .expect("the stack's URLs are valid")
+            .max_wait(max_wait),
+    )
+    .await;
+    let session = router.session_with(Consistency::ReadYourWrites);
+    for id in 0..5_i64 {
+        session
+            .execute(&table.sql("INSERT INTO {t} VALUES ($1, 'now')"), &[&id])
+            .await
+            .expect("insert");
+        let started = std::time::Instant::now();
+        let row = session
+            .query_opt(&table.sql("SELECT note FROM {t} WHERE id = $1"), &[&id])
+            .await
+            .expect("read");
+        let took = started.elapsed();
+        assert!(row.is_some(), "read-your-writes missed the session's write");
+        assert!(
+            took < max_wait / 2,
+            "the read took {took:?}: it waited for a replica {delay:?} behind with max_wait \
+             {max_wait:?}"
+        );
+    }
+    let stats = router.stats();
+    let waits: u64 = stats.nodes.iter().map(|n| n.waits).sum();
+    assert_eq!(waits, 0, "{stats:?}");
+    assert_eq!(
+        stats.primary().map(|p| p.fallbacks.catch_up_timeout),
+        Some(5),
+        "{stats:?}"
     );
     table.drop().await;
 }
@@ -315,7 +363,7 @@ async fn a_killed_replica_causes_no_failed_reads() {
         || async { reads.load(Ordering::Relaxed) >= 200 },
     )
     .await;
-    proxy.kill();
+    proxy.cut();
     for task in tasks {
         task.await.expect("reader task");
     }
@@ -370,12 +418,24 @@ async fn a_lagging_replica_is_excluded_by_max_lag() {
             }
         })
     };
+    // A replica's lag is known once the history of the primary's positions
+    // reaches back to what it has replayed: about its delay after the
+    // writes start. Until then max_lag excludes it too.
+    let measured_beyond = |router: &Router, limit: Duration| {
+        router
+            .stats()
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::Replica)
+            .all(|n| n.health.lag.is_some_and(|lag| lag > limit))
+    };
     eventually(
-        "the strict router to exclude every lagging replica",
+        "the strict router to measure every replica beyond its limit",
         delay * 3 + Duration::from_secs(10),
-        || async { strict.route("SELECT 1").role == Role::Primary },
+        || async { measured_beyond(&strict, delay / 3) },
     )
     .await;
+    assert_eq!(strict.route("SELECT 1").role, Role::Primary);
     let row = strict
         .query_one("SELECT pg_is_in_recovery()", &[])
         .await
@@ -390,18 +450,13 @@ async fn a_lagging_replica_is_excluded_by_max_lag() {
             .primary()
             .is_some_and(|p| p.fallbacks.no_eligible_replica >= 1)
     );
-    let lag = strict
-        .stats()
-        .nodes
-        .iter()
-        .filter_map(|n| n.health.lag)
-        .max();
-    assert!(
-        lag.is_some_and(|lag| lag > delay / 3),
-        "lag {lag:?} should exceed the limit"
-    );
     // The same replicas, with a limit above their delay, serve reads.
-    assert_eq!(lenient.route("SELECT 1").role, Role::Replica);
+    eventually(
+        "the lenient router to read from a replica",
+        delay * 3 + Duration::from_secs(10),
+        || async { lenient.route("SELECT 1").role == Role::Replica },
+    )
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
@@ -429,7 +484,7 @@ async fn statements_go_where_their_classification_says() {
         "the primary hint goes to the primary"
     );
     let err = router
-        .execute("/* drr:replica */ CREATE TEMP TABLE x (a int)", &[])
+        .execute("/* drr:replica */ CREATE TABLE drr_core_never (a int)", &[])
         .await
         .expect_err("a refused hint");
     assert!(err.is_hint_refused(), "{err}");
@@ -477,60 +532,4 @@ async fn dead_url(url: &str) -> String {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     with_port(url, port)
-}
-
-fn with_port(url: &str, port: u16) -> String {
-    let config: tokio_postgres::Config = url.parse().expect("url");
-    let user = config.get_user().unwrap_or("postgres");
-    let password = config
-        .get_password()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let dbname = config.get_dbname().unwrap_or(user);
-    format!("host=127.0.0.1 port={port} user={user} password={password} dbname={dbname}")
-}
-
-/// A TCP proxy in front of a real server, which the test can kill: network
-/// fault injection, no mocked database.
-struct Proxy {
-    url: String,
-    kill: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(target_url: &str) -> Proxy {
-        let config: tokio_postgres::Config = target_url.parse().expect("url");
-        let target_port = config.get_ports().first().copied().unwrap_or(5432);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (kill, killed) = watch::channel(false);
-        let mut accept_killed = killed.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
-                    _ = accept_killed.changed() => return,
-                };
-                let mut killed = killed.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target_port)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            url: with_port(target_url, port),
-            kill,
-        }
-    }
-
-    fn kill(&self) {
-        let _ = self.kill.send(true);
-    }
 }

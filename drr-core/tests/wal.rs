@@ -1,7 +1,8 @@
 //! WAL positions on the real stack: the read-your-writes token when the
 //! primary's insert position sits just past a WAL page header (on a stack
-//! of its own, where no other test writes WAL), and the replay state of
-//! both roles. Run through `cargo xtask test` (see `support::stack`).
+//! of its own, where no other test writes WAL), the replay state of both
+//! roles, and what `wait_for_replay` sends when no time is left. Run
+//! through `cargo xtask test` (see `support::stack`).
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use drr_core::testing::TestStack;
 use drr_core::{Lsn, wal};
 use drr_stack::testing::{self, TempStack};
+use support::proxy::Proxy;
 use support::{admin_primary_url, direct, eventually, stack};
 
 /// Pads the WAL with a non-transactional logical message so that the last
@@ -108,5 +110,60 @@ async fn replay_state_reads_replicas_and_the_primary() {
     assert!(
         token.lsn() >= written,
         "the insert position is never behind the write position"
+    );
+}
+
+/// `WAIT FOR LSN ... TIMEOUT '0ms'` waits forever on PostgreSQL 19: with no
+/// time left (zero, or under a millisecond), `wait_for_replay` answers from
+/// one replay-position check and never sends it. The server here is older,
+/// so the test claims version 19 and records what reaches the server
+/// through a proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_replay_never_sends_a_zero_timeout() {
+    let stack = stack();
+    let proxy = Proxy::start(&stack.replicas()[0].url).await;
+    let replica = direct(&proxy.url).await;
+    let state = wal::replay_state(&replica).await.expect("replay state");
+    let replayed = state.replay_lsn.expect("a replica has a replay position");
+    let unreachable = Lsn::from(replayed.as_u64() + (1 << 40));
+    for left in [Duration::ZERO, Duration::from_micros(500)] {
+        let started = std::time::Instant::now();
+        let (seen, reached) = wal::wait_for_replay(
+            &replica,
+            unreachable,
+            left,
+            Duration::from_millis(1),
+            wal::WAIT_FOR_LSN_VERSION,
+        )
+        .await
+        .expect("one check");
+        assert!(!reached && seen.is_some(), "{left:?}: {seen:?} {reached}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "with {left:?} left the answer is one check, not a wait"
+        );
+    }
+    let sent = proxy.sent();
+    let waits: Vec<&str> = sent
+        .match_indices("WAIT FOR LSN")
+        .map(|(i, _)| &sent[i..(i + 60).min(sent.len())])
+        .collect();
+    assert!(waits.is_empty(), "with no time left, it sent {waits:?}");
+
+    // With time left it is sent (and, on a server before 19, fails over to
+    // polling): the recording sees statements.
+    let (_, reached) = wal::wait_for_replay(
+        &replica,
+        unreachable,
+        Duration::from_millis(50),
+        Duration::from_millis(5),
+        wal::WAIT_FOR_LSN_VERSION,
+    )
+    .await
+    .expect("a bounded wait");
+    assert!(!reached);
+    assert!(
+        proxy.sent().contains("TIMEOUT '50ms'"),
+        "a 50 ms wait claiming version 19 sends WAIT FOR LSN"
     );
 }

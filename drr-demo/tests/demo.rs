@@ -144,7 +144,7 @@ async fn eventual_create_then_fetch_is_404() {
     let (id, headers) = app.create_ok("gadget", Some("eventual")).await;
     let token = header(&headers, "x-drr-lsn").to_owned();
     assert!(
-        token.starts_with("v1:"),
+        token.starts_with("v2:"),
         "a write returns its token: {token:?}"
     );
 

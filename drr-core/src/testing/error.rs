@@ -95,7 +95,7 @@ pub enum Error {
     },
     /// Building or using a [`Router`](crate::Router) failed.
     #[error(transparent)]
-    Router(#[from] crate::Error),
+    Router(#[from] crate::error::Error),
 }
 
 impl Error {

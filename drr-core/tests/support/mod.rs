@@ -2,6 +2,8 @@
 //! tests.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,4 +79,15 @@ pub async fn direct(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("cannot connect to a stack node: {e}"));
     tokio::spawn(connection);
     client
+}
+
+/// `url` with its password replaced, as a `key=value` string.
+pub fn with_password(url: &str, password: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().expect("url");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let with_port = proxy::with_port(url, port);
+    let config: tokio_postgres::Config = with_port.parse().expect("url");
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or(user);
+    format!("host=127.0.0.1 port={port} user={user} password={password} dbname={dbname}")
 }

@@ -1,99 +1,17 @@
-//! Router configuration: the nodes, pools, and routing policy.
+//! Router configuration: the nodes, pools, and routing policy. Every
+//! option and its default are here; [`policy`] holds the policy types and
+//! [`url`] checks connection URLs.
 
-use std::str::FromStr;
+mod policy;
+mod url;
+
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::functions::{FunctionName, Overrides};
 
-/// How a read chooses among the replicas that may serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Balance {
-    /// Take turns (the default).
-    #[default]
-    RoundRobin,
-    /// Pick at random.
-    Random,
-    /// Pick the replica with the fewest requests in flight through this
-    /// router.
-    LeastOutstanding,
-}
-
-/// What a read may see, relative to the writes of its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Consistency {
-    /// Any eligible replica, however recent: a read may miss the session's
-    /// own writes.
-    Eventual,
-    /// After a write, the session reads from the primary for this long, then
-    /// from replicas again. Simple, but only as good as the guess.
-    PinAfterWrite(Duration),
-    /// Causal: a read sees the session's writes. It goes to a replica that
-    /// has replayed the session's [`LsnToken`](crate::LsnToken), waits a
-    /// bounded time for one to get there, or falls back to the primary. The
-    /// default. Taking the token costs one extra round trip to the primary
-    /// per write.
-    #[default]
-    ReadYourWrites,
-}
-
-/// What a read does when no replica may serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Fallback {
-    /// Read from the primary (the default): fail safe, at the primary's cost.
-    #[default]
-    Primary,
-    /// Fail with an error for which
-    /// [`Error::is_no_healthy_node`](crate::Error::is_no_healthy_node) holds.
-    Error,
-}
-
-/// How far behind a replica may be and still serve reads. Unset limits do
-/// not apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct MaxLag {
-    /// Replay lag in time, at the resolution of the check interval.
-    pub time: Option<Duration>,
-    /// Replay lag in bytes of WAL.
-    pub bytes: Option<u64>,
-}
-
-impl MaxLag {
-    /// No limit: lag never excludes a replica.
-    pub const fn none() -> Self {
-        MaxLag {
-            time: None,
-            bytes: None,
-        }
-    }
-
-    /// A limit in time.
-    pub const fn time(limit: Duration) -> Self {
-        MaxLag {
-            time: Some(limit),
-            bytes: None,
-        }
-    }
-
-    /// A limit in bytes of WAL.
-    pub const fn bytes(limit: u64) -> Self {
-        MaxLag {
-            time: None,
-            bytes: Some(limit),
-        }
-    }
-
-    /// Adds a limit in bytes to this one.
-    pub const fn and_bytes(self, limit: u64) -> Self {
-        MaxLag {
-            bytes: Some(limit),
-            ..self
-        }
-    }
-}
+pub use policy::{Balance, Consistency, Fallback, MaxLag};
+use url::parse_url;
 
 /// One database server: a name for errors, stats and traces, and how to
 /// connect.
@@ -137,6 +55,7 @@ pub struct RouterConfig {
     pub(crate) max_wait: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) classify_cache_size: usize,
+    pub(crate) function_overrides: Overrides,
 }
 
 impl RouterConfig {
@@ -163,6 +82,7 @@ impl RouterConfig {
             max_wait: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
             classify_cache_size: 4096,
+            function_overrides: Overrides::default(),
         })
     }
 
@@ -245,14 +165,20 @@ impl RouterConfig {
         self
     }
 
-    /// How long an unreachable replica gets no reads (default 5 s).
+    /// How long a failed replica gets no reads, counted from the first
+    /// failure of its outage (default 5 s): reads resume at the first
+    /// successful check after that. Later failures of the same outage do
+    /// not extend the ban.
     pub fn ban_duration(mut self, duration: Duration) -> Self {
         self.ban_duration = duration;
         self
     }
 
     /// How long a read-your-writes read waits for a replica to catch up
-    /// before falling back (default 1 s; zero falls back at once).
+    /// before falling back (default 1 s; zero falls back at once). A read
+    /// does not wait at all when the replica certainly needs longer: its
+    /// `recovery_min_apply_delay` less the write's age, or the lag it
+    /// certainly has.
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
         self
@@ -272,16 +198,34 @@ impl RouterConfig {
         self
     }
 
+    /// Functions that may go to a replica whatever the server says about
+    /// them (default none), e.g. VOLATILE functions that only read. Each is
+    /// `name` (any schema) or `schema.name` (calls that name that schema),
+    /// as PostgreSQL stores it (lower case unless created with a quoted
+    /// name). Functions that need
+    /// the primary (`nextval`, `pg_promote`, `pg_wal_replay_pause`, ...)
+    /// stay on it even if listed. A listed function that does write is
+    /// refused by the replica and retried on the primary.
+    pub fn read_only_functions(mut self, names: &[&str]) -> Self {
+        self.function_overrides.read_only = names.iter().map(|n| FunctionName::parse(n)).collect();
+        self
+    }
+
+    /// Functions that keep a statement on the primary whatever the server
+    /// says about them (default none), e.g. STABLE functions with side
+    /// effects outside the database. Named as for
+    /// [`read_only_functions`](RouterConfig::read_only_functions), except
+    /// that `schema.name` also covers calls that name no schema (they may
+    /// resolve to it); a name in both lists is a write function.
+    pub fn write_functions(mut self, names: &[&str]) -> Self {
+        self.function_overrides.write = names.iter().map(|n| FunctionName::parse(n)).collect();
+        self
+    }
+
     /// The names of the replicas, in order.
     pub fn replica_names(&self) -> impl Iterator<Item = &str> {
         self.replicas.iter().map(|r| r.name.as_str())
     }
-}
-
-fn parse_url(url: &str, what: &str) -> Result<tokio_postgres::Config> {
-    // The URL may hold a password: name the node, never echo the URL.
-    tokio_postgres::Config::from_str(url.trim())
-        .map_err(|err| Error::config(format!("invalid connection URL for {what}: {err}")))
 }
 
 #[cfg(test)]
@@ -310,6 +254,95 @@ mod tests {
                 .named_replica("primary", "postgres://u@h:3/d")
                 .is_err()
         );
+    }
+
+    /// Every default of the configuration, as the docs write it: a name and
+    /// its value (`16`, `5 s`, `500 ms`, `RoundRobin`, `none`).
+    fn documented_defaults() -> Vec<(&'static str, String)> {
+        let c = RouterConfig::new("host=localhost user=u").unwrap();
+        let time = |d: Duration| match d.as_millis() {
+            ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+            ms => format!("{ms} ms"),
+        };
+        let names = |list: &[FunctionName]| match list {
+            [] => "none".to_owned(),
+            names => names
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let max_lag = match c.max_lag {
+            MaxLag {
+                time: None,
+                bytes: None,
+            } => "none".to_owned(),
+            other => format!("{other:?}"),
+        };
+        vec![
+            ("pool_size", c.pool_size.to_string()),
+            ("pool_wait_timeout", time(c.pool_wait_timeout)),
+            ("connect_timeout", time(c.connect_timeout)),
+            ("balance", format!("{:?}", c.balance)),
+            ("consistency", format!("{:?}", c.consistency)),
+            ("max_lag", max_lag),
+            ("fallback", format!("{:?}", c.fallback)),
+            ("check_interval", time(c.check_interval)),
+            ("check_timeout", time(c.check_timeout)),
+            ("ban_duration", time(c.ban_duration)),
+            ("max_wait", time(c.max_wait)),
+            ("poll_interval", time(c.poll_interval)),
+            ("classify_cache_size", c.classify_cache_size.to_string()),
+            (
+                "read_only_functions",
+                names(&c.function_overrides.read_only),
+            ),
+            ("write_functions", names(&c.function_overrides.write)),
+        ]
+    }
+
+    /// The defaults a Markdown table states: rows whose first cell names
+    /// settings (`` `pool_size` ``, `` `pool_size(n)` ``, or several joined
+    /// by ` / `) and whose second cell gives their defaults in the same
+    /// order, normalized (`` `Balance::RoundRobin` `` is `RoundRobin`,
+    /// `MaxLag::none()` is `none`).
+    fn table_defaults(markdown: &str) -> Vec<(String, String)> {
+        let clean = |cell: &str| {
+            let cell = cell.trim().trim_matches('`');
+            let cell = cell.split('(').next().unwrap_or(cell);
+            let cell = cell.rsplit("::").next().unwrap_or(cell);
+            cell.trim().to_owned()
+        };
+        let mut found = Vec::new();
+        for line in markdown.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, names, defaults, ..] = cells.as_slice() else {
+                continue;
+            };
+            let names: Vec<String> = names.split(" / ").map(clean).collect();
+            let defaults: Vec<String> = defaults.split(" / ").map(clean).collect();
+            if names.len() == defaults.len() {
+                found.extend(names.into_iter().zip(defaults));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_defaults_tables_match_the_code() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for doc in ["README.md", "../docs/configuring.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            let table = table_defaults(&text);
+            for (name, value) in documented_defaults() {
+                let stated = table.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                assert_eq!(
+                    stated.map(String::as_str),
+                    Some(value.as_str()),
+                    "{doc}: the default of `{name}` (the code says {value})"
+                );
+            }
+        }
     }
 
     #[test]
