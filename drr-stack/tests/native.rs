@@ -443,3 +443,31 @@ async fn up_and_status_name_the_postgres_version_each_node_runs() {
     let json = serde_json::to_value(&nodes).unwrap();
     assert_eq!(json[1]["server_version"], version.as_str(), "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stack_instance_has_its_own_id_which_its_replicas_share() {
+    // Both stacks are copies of one template cluster (one system
+    // identifier): `drr.stack_id` tells them apart, for drr-core's tokens.
+    let id = async |stack: &TempStack, node: &str| -> String {
+        stack
+            .connect(node)
+            .await
+            .query_one("SELECT current_setting('drr.stack_id')", &[])
+            .await
+            .expect("drr.stack_id is set")
+            .get(0)
+    };
+    let a = TempStack::up(spec(&[0])).await;
+    let b = TempStack::up(spec(&[])).await;
+    let a_id = id(&a, "primary").await;
+    assert_eq!(a_id.len(), 32, "{a_id}");
+    assert_eq!(id(&a, "replica1").await, a_id);
+    assert_ne!(id(&b, "primary").await, a_id);
+    // A replica made later by a base backup carries the primary's.
+    let mut a = a;
+    let port = support::free_ports(1)[0];
+    let grown = a.spec().clone().replica(Replica::new("replica2", port));
+    a.respec(grown);
+    a.try_up().await.expect("up adds replica2");
+    assert_eq!(id(&a, "replica2").await, a_id);
+}

@@ -560,6 +560,7 @@ fn plan(args: &[String]) -> Result<Vec<String>, &'static str> {
         Some("delay") if shows_delay(&words[1..]) => Ok(args.to_vec()),
         Some("delay") => Err("changes the shared stack's delay"),
         Some("pause" | "resume") => Err("changes replay on the shared stack"),
+        Some("failover") => Err("changes the shared stack's roles"),
         Some("probe") => {
             // Short, and never over a file the docs ship (docs/lag.svg).
             let mut safe = vec![

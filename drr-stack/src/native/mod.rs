@@ -28,7 +28,7 @@ use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::readiness;
-use crate::render::standby;
+use crate::render::{postgres, standby};
 use crate::secrets::Secrets;
 use crate::spec::{Member, StackSpec};
 use crate::stack::UpOptions;
@@ -201,11 +201,12 @@ impl<'p> Native<'p> {
             let marker = self.state.node_dir(&primary.name).join(BOOTSTRAP_MARKER);
             std::fs::write(&marker, &bootstrap.digest)
                 .with_context(|| format!("cannot write {}", marker.display()))?;
-            let lineage = node::new_lineage()?;
+            let conf = postgres::stack_id_conf(&node::new_stack_id()?);
             for name in &names {
-                let file = self.state.lineage_file(name);
-                std::fs::write(&file, &lineage)
+                let file = self.state.data_dir(name).join(postgres::STACK_ID_FILE);
+                std::fs::write(&file, &conf)
                     .with_context(|| format!("cannot write {}", file.display()))?;
+                crate::host::give(self.user.as_ref(), &file)?;
             }
             Ok(())
         })?;

@@ -219,15 +219,9 @@ impl Native<'_> {
             let _ = std::fs::remove_dir(&node_dir);
             return Err(e.context(format!("cannot create replica `{name}`; nothing of it was kept, fix the cause and run `cargo xtask up` again")));
         }
+        // The backup carries the primary's stack id along.
         std::fs::rename(&tmp, self.state.data_dir(name))
-            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-        let primary = self.state.lineage_file(&spec.primary.name);
-        if primary.exists() {
-            let replica = self.state.lineage_file(name);
-            std::fs::copy(&primary, &replica)
-                .with_context(|| format!("cannot write {}", replica.display()))?;
-        }
-        Ok(())
+            .with_context(|| format!("cannot move {} into place", tmp.display()))
     }
 
     /// Stops a node and deletes its directory.
@@ -238,10 +232,10 @@ impl Native<'_> {
     }
 }
 
-/// A fresh id for a primary made now (see [`StateDir::lineage_file`]).
-pub(super) fn new_lineage() -> Result<String> {
+/// A fresh id for a stack instance made now (see [`super::StateDir::stack_id`]).
+pub(super) fn new_stack_id() -> Result<String> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).context("cannot get random bytes for a lineage id")?;
+    getrandom::fill(&mut bytes).context("cannot get random bytes for a stack id")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

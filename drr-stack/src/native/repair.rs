@@ -90,14 +90,13 @@ impl Native<'_> {
         progress: &mut Progress,
     ) -> Result<()> {
         let slots = pg::streaming(admin).await?;
-        let lineage = |node: &str| std::fs::read_to_string(self.state.lineage_file(node)).ok();
-        let primary = lineage(&self.spec().primary.name);
+        let primary = self.state.stack_id(&self.spec().primary.name);
         for replica in &self.spec().replicas {
             let name = replica.node.name.as_str();
             if !self.state.data_dir(name).exists() {
                 continue;
             }
-            let own = lineage(name);
+            let own = self.state.stack_id(name);
             if primary.is_some() && own.is_some() && own != primary {
                 progress.step(
                     &format!(

@@ -111,10 +111,17 @@ impl StateDir {
         self.node_dir(node).join("data")
     }
 
-    /// Which primary a node's data descends from: an id written when drr
-    /// makes a primary, and copied to every replica made from it.
-    pub fn lineage_file(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("lineage")
+    /// The stack instance a node's data belongs to: an id drr writes when
+    /// it makes a primary (`drr.stack_id`, see
+    /// [`crate::render::postgres::STACK_ID_FILE`]), which base backups and
+    /// rewinds copy to the replicas.
+    pub fn stack_id(&self, node: &str) -> Option<String> {
+        let text = fs::read_to_string(
+            self.data_dir(node)
+                .join(crate::render::postgres::STACK_ID_FILE),
+        )
+        .ok()?;
+        crate::render::postgres::parse_stack_id(&text).map(str::to_owned)
     }
 
     /// A node's server log.

@@ -34,6 +34,28 @@ pub const INITDB_ARGS: &[&str] = &[
 /// default.
 pub const QUERY_GRACE: Duration = Duration::from_secs(30);
 
+/// The file in a node's data directory that names its stack instance
+/// (`drr.stack_id`, which drr-core reads to tell stacks apart; see
+/// [`stack_id_conf`]). Data copied from a node (a base backup, a rewind)
+/// carries it along.
+pub const STACK_ID_FILE: &str = "drr_stack_id.conf";
+
+/// The contents of [`STACK_ID_FILE`] for stack instance `id`.
+pub fn stack_id_conf(id: &str) -> String {
+    format!(
+        "# The stack instance this data belongs to, written by drr when it made the primary.\n\
+         drr.stack_id = {}\n",
+        sql::literal(id)
+    )
+}
+
+/// The stack instance id [`stack_id_conf`] holds, if `text` is one.
+pub fn parse_stack_id(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("drr.stack_id = '"))
+        .and_then(|rest| rest.strip_suffix('\''))
+}
+
 /// `wal_keep_size` on every node.
 pub const WAL_KEEP_SIZE: &str = "64MB";
 
@@ -129,6 +151,12 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
             let _ = writeln!(out, "{key} = {}", sql::literal(value));
         }
     }
+    let _ = writeln!(
+        out,
+        "\n# Which stack instance the data belongs to (native: in the data directory).\n\
+         include_if_exists = {}",
+        sql::literal(STACK_ID_FILE)
+    );
     out
 }
 
@@ -254,12 +282,25 @@ mod tests {
     }
 
     #[test]
+    fn the_stack_id_file_is_included_and_reads_back() {
+        let spec = default_spec();
+        let conf = postgresql_conf(&spec, spec.member("primary").unwrap());
+        assert!(
+            conf.ends_with("include_if_exists = 'drr_stack_id.conf'\n"),
+            "{conf}"
+        );
+        let id = stack_id_conf("0123abcd");
+        assert_eq!(parse_stack_id(&id), Some("0123abcd"));
+        assert_eq!(parse_stack_id("garbage"), None);
+    }
+
+    #[test]
     fn spec_settings_are_appended_quoted() {
         let spec = default_spec()
             .primary(crate::spec::Node::new("primary", 5432).setting("work_mem", "it's"));
         let conf = postgresql_conf(&spec, spec.member("primary").unwrap());
         assert!(
-            conf.ends_with("# Settings from the spec.\nwork_mem = 'it''s'\n"),
+            conf.contains("# Settings from the spec.\nwork_mem = 'it''s'\n"),
             "{conf}"
         );
     }
