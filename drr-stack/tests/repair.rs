@@ -88,6 +88,9 @@ async fn a_replica_whose_data_does_not_fit_the_primary_is_rebuilt() {
     copy_dir(&other.native().state().data_dir("primary"), &replica_data);
     std::fs::write(replica_data.join("postgresql.auto.conf"), auto_conf).expect("write");
     std::fs::write(replica_data.join("standby.signal"), signal).expect("write");
+    // Without the other stack's id: data drr cannot tell by its files, only
+    // by what the replica logs when it tries to stream.
+    std::fs::remove_file(replica_data.join("drr_stack_id.conf")).expect("remove the id");
 
     let steps = stack
         .up_steps(UpOptions::default())
