@@ -330,6 +330,39 @@ mod requires_docker {
         assert!(extra, "the database added to the spec exists");
         drop(primary);
 
+        // A failover and back, in containers: replica1 takes over, the old
+        // primary follows it, and the spec's roles come back.
+        let secrets = stack.secrets();
+        let compose = Stack::Compose(stack.compose());
+        let mut progress = Progress::new(true);
+        drr_stack::failover::run(&compose, &secrets, Some("replica1"), &mut progress)
+            .await
+            .expect("failover to replica1");
+        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
+            .await
+            .expect("one primary");
+        assert_eq!(runtime.primary.name, "replica1");
+        let new_primary = stack.connect("replica1").await;
+        new_primary
+            .batch_execute("INSERT INTO t VALUES (4)")
+            .await
+            .expect("the new primary takes writes");
+        let old_primary = stack.connect("primary").await;
+        assert!(
+            time_until_visible(&old_primary, "t", 4, WAIT)
+                .await
+                .is_some(),
+            "the old primary follows the new one"
+        );
+        drr_stack::failover::run(&compose, &secrets, Some("primary"), &mut progress)
+            .await
+            .expect("failover back");
+        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
+            .await
+            .expect("one primary");
+        assert_eq!(runtime.primary.name, "primary");
+        drop((new_primary, old_primary, compose));
+
         // Renaming the primary in the spec deletes no data without `--yes`.
         let mut renamed = stack.project.spec().clone();
         renamed.primary.name = "main".into();
