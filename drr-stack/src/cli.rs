@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::lag::{self, DelayChange};
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::secrets::Secrets;
 use crate::spec::{Backend, StackSpec};
 use crate::stack::Stack;
 use crate::{env, probe, status, test_command};
@@ -34,9 +33,58 @@ struct Cli {
     /// Runner: `native` (local processes, the default) or `compose`.
     #[arg(long, global = true, env = "DRR_BACKEND", value_name = "BACKEND")]
     backend: Option<Backend>,
+    /// Act on this spec instead of the first: a cluster the workspace
+    /// declares next to its stack (e.g. `staging`, an external cluster).
+    #[arg(long, global = true, env = "DRR_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
     /// Print only errors and requested output.
     #[arg(short, long, global = true)]
     quiet: bool,
+}
+
+/// The specs a workspace's `cargo xtask` knows: the stack it runs (the
+/// first), then clusters it attaches to, chosen with `--cluster NAME` by
+/// their spec name.
+#[derive(Debug, Clone)]
+pub struct Specs {
+    specs: Vec<StackSpec>,
+}
+
+impl Specs {
+    /// Only `spec`.
+    pub fn new(spec: StackSpec) -> Self {
+        Specs { specs: vec![spec] }
+    }
+
+    /// Adds a cluster that `--cluster <its name>` selects.
+    pub fn cluster(mut self, spec: StackSpec) -> Self {
+        self.specs.push(spec);
+        self
+    }
+
+    /// The spec `--cluster` names, or the first.
+    fn select(self, name: Option<&str>) -> Result<StackSpec> {
+        let Some(name) = name else {
+            let mut specs = self.specs;
+            return Ok(specs.swap_remove(0));
+        };
+        let names: Vec<String> = self.specs.iter().map(|s| format!("`{}`", s.name)).collect();
+        self.specs
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| {
+                format!(
+                    "--cluster `{name}` is not a spec of this workspace; it knows {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl From<StackSpec> for Specs {
+    fn from(spec: StackSpec) -> Self {
+        Specs::new(spec)
+    }
 }
 
 /// Replica selection shared by `delay`, `pause` and `resume`.
@@ -214,13 +262,13 @@ enum Command {
 
 /// Parses the command line, runs the command for `spec`, and returns the
 /// exit code. `root` is the workspace that holds `compose/`.
-pub fn main(spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode {
-    run_args(std::env::args_os().skip(1), spec, root)
+pub fn main(specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode {
+    run_args(std::env::args_os().skip(1), specs, root)
 }
 
 /// [`main`] with the arguments given (without the program name): for tests
 /// that run commands on a project of their own.
-pub fn run_args<I, T>(args: I, spec: StackSpec, root: impl Into<PathBuf>) -> ExitCode
+pub fn run_args<I, T>(args: I, specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -231,7 +279,7 @@ where
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    match run(cli, spec, root.into()) {
+    match run(cli, specs.into(), root.into()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -240,8 +288,11 @@ where
     }
 }
 
-fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
-    let project = Project::new(spec, root)?;
+fn run(cli: Cli, specs: Specs, root: PathBuf) -> Result<ExitCode> {
+    let project = Project::new(specs.select(cli.cluster.as_deref())?, root)?;
+    if !project.spec().is_managed() {
+        refuse_on_external(&cli.command, &project.spec().name)?;
+    }
     let backend = cli.backend.unwrap_or(project.spec().backend);
     let mut progress = Progress::new(cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -249,7 +300,7 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let spec = project.spec();
-    let secrets = || Secrets::load_or_create(&project.secrets_dir());
+    let secrets = || project.secrets();
     let stack = || Stack::open(&project, backend);
     match cli.command {
         Command::Gen { check } => crate::codegen::run(&project, check),
@@ -271,7 +322,14 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
         Command::Status { json } => runtime.block_on(status::run(&project, backend, json)),
         Command::Env { admin } => {
             let secrets = if admin { Some(secrets()?) } else { None };
-            print!("{}", env::exports(&env::vars(spec, secrets.as_ref())));
+            let vars = if spec.is_managed() {
+                env::vars(spec, secrets.as_ref())
+            } else {
+                // Whichever node the HA engine made primary now.
+                let runtime = runtime.block_on(stack()?.runtime(&project.secrets()?))?;
+                env::vars(&runtime, secrets.as_ref())
+            };
+            print!("{}", env::exports(&vars));
             Ok(ExitCode::SUCCESS)
         }
         Command::Psql { node, args } => crate::psql::run(spec, node.as_deref(), args),
@@ -357,6 +415,22 @@ fn run(cli: Cli, spec: StackSpec, root: PathBuf) -> Result<ExitCode> {
             crate::stack::build_image(spec, &mut progress).map(|()| ExitCode::SUCCESS)
         }
     }
+}
+
+/// The commands that only make sense for a stack drr runs.
+fn refuse_on_external(command: &Command, name: &str) -> Result<()> {
+    let what = match command {
+        Command::Gen { .. } => "generates no files for",
+        Command::Down { .. } => "never stops",
+        Command::Destroy { .. } => "never deletes",
+        Command::Logs { .. } => "cannot read the logs of",
+        Command::Image | Command::Bench { .. } => "builds and benchmarks nothing on",
+        _ => return Ok(()),
+    };
+    anyhow::bail!(
+        "`{name}` is an external cluster: drr {what} it; use its own tools, or run the command \
+         without `--cluster`"
+    )
 }
 
 /// `destroy` deletes only what the user confirmed: `--yes`, or `y` on a

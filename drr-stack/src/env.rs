@@ -27,11 +27,16 @@ fn url_over(
     password: &str,
     database: &str,
 ) -> String {
-    let host = match spec.host() {
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-        v4 => v4.to_string(),
-    };
-    let hosts: Vec<String> = nodes.iter().map(|n| format!("{host}:{}", n.port)).collect();
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let host = spec.node_host(n);
+            match host.parse::<std::net::Ipv6Addr>() {
+                Ok(_) => format!("[{host}]:{}", n.port),
+                Err(_) => format!("{host}:{}", n.port),
+            }
+        })
+        .collect();
     format!(
         "postgres://{}:{}@{}/{}",
         utf8_percent_encode(user, USERINFO),
@@ -63,9 +68,13 @@ pub fn writer_url(spec: &StackSpec, user: &str, password: &str, database: &str) 
 /// URLs log in as the spec's login role (see [`StackSpec::login`]).
 pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
-    if let Some((role, db)) = spec.login() {
-        let database = db.map_or("postgres", |d| d.name.as_str());
-        let login = |node: &Node| url(spec, node, &role.name, &role.password, database);
+    if let Ok(credentials) = spec.login_credentials() {
+        let (user, password, database) = (
+            credentials.user.as_str(),
+            credentials.password.as_str(),
+            credentials.database.as_str(),
+        );
+        let login = |node: &Node| url(spec, node, user, password, database);
         let primary = login(&spec.primary);
         vars.push(("DRR_PRIMARY_URL", primary.clone()));
         vars.push((
@@ -73,10 +82,7 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
             join(spec.replicas.iter().map(|r| login(&r.node))),
         ));
         vars.push(("DATABASE_URL", primary));
-        vars.push((
-            "DRR_WRITER_URL",
-            writer_url(spec, &role.name, &role.password, database),
-        ));
+        vars.push(("DRR_WRITER_URL", writer_url(spec, user, password, database)));
     }
     vars.push((
         "DRR_REPLICA_NAMES",
@@ -95,7 +101,7 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
             url(
                 spec,
                 node,
-                "postgres",
+                &secrets.superuser,
                 &secrets.superuser_password,
                 "postgres",
             )

@@ -48,6 +48,14 @@ pub async fn run(
     to: Option<&str>,
     progress: &mut Progress,
 ) -> Result<StackSpec> {
+    let spec = stack.spec();
+    anyhow::ensure!(
+        spec.is_managed(),
+        "`{}` is an external cluster: failing it over is its HA engine's job (`patronictl \
+         switchover` for Patroni, a managed service's console); drr follows whatever it does, and \
+         `cargo xtask status` shows the roles",
+        spec.name
+    );
     let _lock = stack.lock()?;
     let started = Instant::now();
     let runtime = stack.runtime(secrets).await?;

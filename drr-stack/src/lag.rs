@@ -172,10 +172,20 @@ async fn change_delay(
             .map(String::as_str)
             .chain(["SELECT pg_reload_conf()"])
         {
-            client
-                .batch_execute(statement)
-                .await
-                .with_context(|| format!("cannot change the delay of `{}`", replica.node.name))?;
+            client.batch_execute(statement).await.map_err(|e| {
+                let refused =
+                    e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+                let hint = if refused {
+                    " (drr's role may not run ALTER SYSTEM there: managed services do not \
+                     allow it, so their delay cannot be changed)"
+                } else {
+                    ""
+                };
+                anyhow::Error::new(e).context(format!(
+                    "cannot change the delay of `{}`{hint}",
+                    replica.node.name
+                ))
+            })?;
         }
     }
     let want = match change {
@@ -278,15 +288,17 @@ impl std::fmt::Display for ReplayOf {
 }
 
 /// `cargo xtask delay`: shows or changes the delay of the replicas named
-/// (all when none are), one line per replica.
+/// (all when none are), one line per replica, in the roles the nodes play
+/// now (after a failover the spec's primary is a replica).
 pub async fn run_delay(
     spec: &StackSpec,
     secrets: &Secrets,
     names: &[String],
     change: DelayChange,
 ) -> Result<()> {
-    let targets = select(spec, names)?;
-    for state in delay(spec, secrets, &targets, change).await? {
+    let runtime = crate::topology::discover(spec, secrets).await?;
+    let targets = select(&runtime, names)?;
+    for state in delay(&runtime, secrets, &targets, change).await? {
         let note = if state.current_ms == state.spec_ms {
             "the spec's value".to_owned()
         } else {
@@ -307,8 +319,9 @@ pub async fn run_pause(
     names: &[String],
     paused: bool,
 ) -> Result<()> {
-    let targets = select(spec, names)?;
-    for (name, state) in set_paused(spec, secrets, &targets, paused).await? {
+    let runtime = crate::topology::discover(spec, secrets).await?;
+    let targets = select(&runtime, names)?;
+    for (name, state) in set_paused(&runtime, secrets, &targets, paused).await? {
         println!("{name}: replay {state}");
     }
     Ok(())

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod codegen;
 pub mod compose;
 pub mod env;
+pub mod external;
 pub mod failover;
 pub mod host;
 pub mod lag;

@@ -21,12 +21,22 @@ pub struct Login<'a> {
 }
 
 impl<'a> Login<'a> {
-    /// The `postgres` superuser on the `postgres` database.
+    /// The superuser (`postgres`, or an external cluster's admin role) on
+    /// the `postgres` database.
     pub fn admin(secrets: &'a Secrets) -> Self {
         Login {
-            user: "postgres",
+            user: &secrets.superuser,
             password: &secrets.superuser_password,
             database: "postgres",
+        }
+    }
+
+    /// The login role's credentials.
+    pub fn of(credentials: &'a crate::spec::Credentials) -> Self {
+        Login {
+            user: &credentials.user,
+            password: &credentials.password,
+            database: &credentials.database,
         }
     }
 }
@@ -35,7 +45,7 @@ impl<'a> Login<'a> {
 pub async fn connect(spec: &StackSpec, node: &Node, login: Login<'_>) -> Result<Client> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host(spec.host().to_string())
+        .host(spec.node_host(node))
         .port(node.port)
         .user(login.user)
         .password(login.password)
@@ -148,6 +158,11 @@ pub struct ReplayState {
     pub delay_ms: u64,
     /// `pg_last_wal_replay_lsn()` as text.
     pub replay_lsn: Option<String>,
+    /// Whether its WAL receiver streams (`pg_stat_wal_receiver`).
+    pub streaming: bool,
+    /// The replication slot it streams through, as it says itself (an
+    /// external cluster's slots may be named anyhow).
+    pub slot: Option<String>,
 }
 
 /// Reads a replica's replay state.
@@ -157,7 +172,9 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState> {
             "SELECT pg_is_in_recovery(), \
                     CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'not paused' END, \
                     (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'), \
-                    pg_last_wal_replay_lsn()::text",
+                    pg_last_wal_replay_lsn()::text, \
+                    coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false), \
+                    (SELECT slot_name FROM pg_stat_wal_receiver)",
             &[],
         )
         .await
@@ -167,6 +184,8 @@ pub async fn replay_state(client: &Client) -> Result<ReplayState> {
         replay: Replay::from_pause_state(row.get(1)),
         delay_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
         replay_lsn: row.get(3),
+        streaming: row.get(4),
+        slot: row.get(5),
     })
 }
 

@@ -73,7 +73,9 @@ pub async fn run(
     secrets: &Secrets,
     options: &ProbeOptions,
 ) -> Result<ProbeReport> {
-    let spec = project.spec();
+    // The roles the nodes play now: after a failover, another node writes.
+    let runtime = crate::topology::discover(project.spec(), secrets).await?;
+    let spec = &runtime;
     let live = !options.json && !options.quiet;
     let width = spec
         .replicas

@@ -37,6 +37,23 @@ impl Project {
         self.root.join("compose")
     }
 
+    /// The credentials drr's own commands use: the passwords generated into
+    /// [`Project::secrets_dir`], or for an external cluster its admin role,
+    /// read from the environment variables the spec names.
+    pub fn secrets(&self) -> anyhow::Result<crate::secrets::Secrets> {
+        let Some(external) = &self.spec.external else {
+            return crate::secrets::Secrets::load_or_create(&self.secrets_dir());
+        };
+        let (superuser, superuser_password) = external
+            .admin
+            .resolve(&|var| std::env::var(var).ok(), "drr's admin role")?;
+        Ok(crate::secrets::Secrets {
+            superuser,
+            superuser_password,
+            replication_password: String::new(),
+        })
+    }
+
     /// Per-checkout secrets, outside git: `<root>/.drr`.
     pub fn secrets_dir(&self) -> PathBuf {
         self.root.join(".drr")

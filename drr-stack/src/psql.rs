@@ -17,15 +17,15 @@ pub fn run(spec: &StackSpec, node: Option<&str>, args: Vec<String>) -> Result<Ex
         Some(name) => spec.node(name)?,
         None => &spec.primary,
     };
-    let (user, password, database) = spec.login_credentials()?;
+    let login = spec.login_credentials()?;
     let psql =
         Binaries::find(spec.postgres_major).map_or_else(|_| "psql".into(), |b| b.path("psql"));
     let code = Command::new(psql)
-        .args(["-h".to_owned(), spec.host().to_string()])
+        .args(["-h".to_owned(), spec.node_host(node)])
         .args(["-p".to_owned(), node.port.to_string()])
-        .args(["-U", user, "-d", database])
+        .args(["-U", &login.user, "-d", &login.database])
         .args(args)
-        .env("PGPASSWORD", password)
+        .env("PGPASSWORD", &login.password)
         .interactive()?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

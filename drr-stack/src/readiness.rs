@@ -146,13 +146,8 @@ pub async fn wait_replicas(
     servers: &impl Servers,
     timeout: Duration,
 ) -> Result<()> {
-    if let Some((role, db)) = spec.login() {
-        let login = Login {
-            user: &role.name,
-            password: &role.password,
-            database: db.map_or("postgres", |d| d.name.as_str()),
-        };
-        pg::connect(spec, &spec.primary, login)
+    if let Ok(credentials) = spec.login_credentials() {
+        pg::connect(spec, &spec.primary, Login::of(&credentials))
             .await
             .with_context(|| {
                 format!(

@@ -9,10 +9,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// The generated passwords of one checkout.
+/// The generated passwords of one checkout (for an external cluster, the
+/// admin role's credentials from the environment).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secrets {
-    /// Password of the `postgres` superuser (TCP logins by drr's own commands).
+    /// The role drr's own commands log in as: `postgres`, or an external
+    /// cluster's admin role.
+    pub superuser: String,
+    /// Its password (TCP logins by drr's own commands).
     pub superuser_password: String,
     /// Password of the replication role.
     pub replication_password: String,
@@ -33,6 +37,7 @@ impl Secrets {
             .create(dir)
             .with_context(|| format!("cannot create the secrets directory {}", dir.display()))?;
         Ok(Secrets {
+            superuser: "postgres".to_owned(),
             superuser_password: secret(&dir.join("superuser-password"))?,
             replication_password: secret(&dir.join("replication-password"))?,
         })

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 
 use crate::command::Command;
 use crate::compose::Compose;
+use crate::external::External;
 use crate::native::Native;
 use crate::progress::Progress;
 use crate::project::Project;
@@ -79,11 +80,16 @@ pub enum Stack<'p> {
     Native(Box<Native<'p>>),
     /// `docker compose` containers.
     Compose(Compose<'p>),
+    /// A cluster drr does not run: only talked to over TCP.
+    External(External<'p>),
 }
 
 impl<'p> Stack<'p> {
     /// Opens `project`'s stack on `backend` (creating nothing).
     pub fn open(project: &'p Project, backend: Backend) -> Result<Self> {
+        if !project.spec().is_managed() {
+            return External::open(project).map(Stack::External);
+        }
         match backend {
             Backend::Native => Native::open(project).map(|n| Stack::Native(Box::new(n))),
             Backend::Compose => Compose::open(project).map(Stack::Compose),
@@ -107,8 +113,12 @@ impl<'p> Stack<'p> {
                 compose.up_with(progress, options).await?;
                 compose.project()
             }
+            Stack::External(external) => {
+                external.up(progress).await?;
+                external.project()
+            }
         };
-        let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+        let secrets = project.secrets()?;
         crate::readiness::report_versions(project.spec(), &secrets, progress).await
     }
 
@@ -117,6 +127,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.project().spec(),
             Stack::Compose(compose) => compose.project().spec(),
+            Stack::External(external) => external.project().spec(),
         }
     }
 
@@ -125,7 +136,7 @@ impl<'p> Stack<'p> {
     pub fn lock(&self) -> Result<Option<crate::native::StateLock>> {
         match self {
             Stack::Native(native) => native.lock().map(Some),
-            Stack::Compose(_) => Ok(None),
+            Stack::Compose(_) | Stack::External(_) => Ok(None),
         }
     }
 
@@ -137,6 +148,9 @@ impl<'p> Stack<'p> {
             Stack::Compose(compose) => {
                 crate::topology::discover(compose.project().spec(), secrets).await
             }
+            Stack::External(external) => {
+                crate::topology::discover(external.project().spec(), secrets).await
+            }
         }
     }
 
@@ -145,6 +159,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.stop_node(name),
             Stack::Compose(compose) => compose.stop_node(name),
+            Stack::External(external) => Err(external.refuse("stops a node of")),
         }
     }
 
@@ -153,6 +168,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.start_node(name, secrets).await,
             Stack::Compose(compose) => compose.start_node(name, compose.project().spec()).await,
+            Stack::External(external) => Err(external.refuse("starts a node of")),
         }
     }
 
@@ -161,6 +177,10 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.upstream(node),
             Stack::Compose(compose) => compose.upstream(node),
+            Stack::External(external) => standby::Upstream {
+                host: external.project().spec().node_host(node),
+                port: node.port,
+            },
         }
     }
 
@@ -170,6 +190,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.rewind(name, after, secrets),
             Stack::Compose(compose) => compose.rewind(name, after, secrets),
+            Stack::External(external) => Err(external.refuse("rewinds a node of")),
         }
     }
 
@@ -178,6 +199,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.make_standby(name, upstream, secrets),
             Stack::Compose(compose) => compose.make_standby(name, upstream, secrets),
+            Stack::External(external) => Err(external.refuse("reconfigures a node of")),
         }
     }
 
@@ -192,6 +214,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.wait_replicas(runtime, secrets, admin).await,
             Stack::Compose(compose) => compose.wait_replicas(runtime, admin).await,
+            Stack::External(external) => external.wait_replicas(runtime).await,
         }
     }
 
@@ -200,6 +223,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.down(progress),
             Stack::Compose(compose) => compose.down(progress),
+            Stack::External(external) => Err(external.refuse("stops")),
         }
     }
 
@@ -208,6 +232,7 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.destroy(progress),
             Stack::Compose(compose) => compose.destroy(progress),
+            Stack::External(external) => Err(external.refuse("deletes")),
         }
     }
 
@@ -216,6 +241,9 @@ impl<'p> Stack<'p> {
         match self {
             Stack::Native(native) => native.state().root().display().to_string(),
             Stack::Compose(compose) => compose.describe(),
+            Stack::External(external) => {
+                format!("external cluster `{}`", external.project().spec().name)
+            }
         }
     }
 
@@ -223,7 +251,7 @@ impl<'p> Stack<'p> {
     pub fn pids(&self) -> BTreeMap<String, i32> {
         match self {
             Stack::Native(native) => native.pids(),
-            Stack::Compose(_) => BTreeMap::new(),
+            Stack::Compose(_) | Stack::External(_) => BTreeMap::new(),
         }
     }
 
@@ -248,6 +276,7 @@ impl<'p> Stack<'p> {
     pub fn logs(&self, spec: &StackSpec, node: Option<&str>, follow: bool) -> Result<i32> {
         let native = match self {
             Stack::Compose(compose) => return compose.logs(node, follow),
+            Stack::External(external) => return Err(external.refuse("reads the logs of")),
             Stack::Native(native) => native,
         };
         let names: Vec<&str> = match node {

@@ -88,7 +88,7 @@ pub async fn run(project: &Project, backend: Backend, json: bool) -> Result<Exit
 /// over TCP tells, and what the backend knows of its processes (when it can
 /// be opened).
 pub async fn report(project: &Project, backend: Backend) -> Result<Vec<NodeStatus>> {
-    let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+    let secrets = project.secrets()?;
     let stack = Stack::open(project, backend).ok();
     let pids = stack.as_ref().map(Stack::pids).unwrap_or_default();
     let runtime = match crate::topology::discover(project.spec(), &secrets).await {
@@ -148,19 +148,27 @@ pub async fn gather(
             }
             Member::Replica(replica) => {
                 status.spec_delay_ms = Some(replica.delay.as_millis() as u64);
-                let slot = slots.iter().find(|s| s.slot == node.name);
-                status.streaming = Some(slot.is_some_and(|s| s.streaming));
+                let client = pg::connect(spec, node, admin).await.ok();
+                let replay = match &client {
+                    Some(client) => pg::replay_state(client).await.ok(),
+                    None => None,
+                };
+                // The slot the replica names (drr names it after the node;
+                // an HA engine or a managed service, anyhow).
+                let slot_name = replay.as_ref().and_then(|r| r.slot.as_deref());
+                let slot = slots
+                    .iter()
+                    .find(|s| Some(s.slot.as_str()) == slot_name || s.slot == node.name);
+                status.streaming = Some(
+                    slot.is_some_and(|s| s.streaming)
+                        || replay.as_ref().is_some_and(|r| r.streaming),
+                );
                 status.replay_lag_bytes = slot.and_then(|s| s.replay_lag_bytes);
                 status.slot_wal_bytes = slot.and_then(|s| s.retained_bytes);
                 status.slot_status = slot.and_then(|s| s.wal_status.clone());
                 status.replay_lag_ms = slot
                     .filter(|s| s.streaming)
                     .map(|s| s.replay_lag_ms.unwrap_or(0.0));
-                let client = pg::connect(spec, node, admin).await.ok();
-                let replay = match &client {
-                    Some(client) => pg::replay_state(client).await.ok(),
-                    None => None,
-                };
                 if let (Some(replay), Some(client)) = (replay, &client) {
                     status.state = "up";
                     status.server_version = pg::server_version(client).await.ok();

@@ -109,7 +109,7 @@ impl TempStack {
 
     /// The generated passwords.
     pub fn secrets(&self) -> Result<Secrets> {
-        Secrets::load_or_create(&self.project.secrets_dir())
+        self.project.secrets()
     }
 
     /// The variables `cargo xtask test` would export for this stack, the
@@ -121,13 +121,8 @@ impl TempStack {
     /// A connection to `node` as the spec's login role.
     pub async fn connect(&self, node: &str) -> Result<Client> {
         let spec = self.spec();
-        let (user, password, database) = spec.login_credentials()?;
-        let login = Login {
-            user,
-            password,
-            database,
-        };
-        pg::connect(spec, spec.node(node)?, login).await
+        let credentials = spec.login_credentials()?;
+        pg::connect(spec, spec.node(node)?, Login::of(&credentials)).await
     }
 
     /// A superuser connection to `node`.

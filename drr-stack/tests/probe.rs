@@ -114,6 +114,7 @@ async fn a_stack_that_is_down_is_named_with_the_next_step() {
     // Free ports with nothing listening: the stack is not running.
     let spec = support::spec(&[100]);
     let secrets = Secrets {
+        superuser: "postgres".to_owned(),
         superuser_password: "unused".to_owned(),
         replication_password: "unused".to_owned(),
     };

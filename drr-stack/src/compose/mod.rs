@@ -55,7 +55,7 @@ impl<'p> Compose<'p> {
     pub fn open(project: &'p Project) -> Result<Self> {
         let tool = Tool::detect()?;
         engine::check()?;
-        let secrets = Secrets::load_or_create(&project.secrets_dir())?;
+        let secrets = project.secrets()?;
         Ok(Compose {
             project,
             tool,

@@ -132,7 +132,7 @@ impl<'p> Native<'p> {
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
         let _lock = self.state.lock(self.user.as_ref())?;
         let spec = self.spec();
-        let secrets = Secrets::load_or_create(&self.project.secrets_dir())?;
+        let secrets = self.project.secrets()?;
         let bins = Binaries::find(spec.postgres_major)?;
         self.check_data_dirs()?;
         let left = self.left_nodes(options)?;

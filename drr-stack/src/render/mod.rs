@@ -29,6 +29,10 @@ pub struct GeneratedFile {
 /// `bootstrap.sql` for the primary. `codegen` writes or checks them; nothing
 /// else belongs in `compose/`.
 pub fn compose_dir(spec: &StackSpec) -> Vec<GeneratedFile> {
+    if !spec.is_managed() {
+        // drr runs nothing of an external cluster: nothing to generate.
+        return Vec::new();
+    }
     let mut files = vec![
         file("docker-compose.yaml", compose::docker_compose_yaml(spec)),
         file("entrypoint.sh", entrypoint::entrypoint_sh()),

@@ -7,8 +7,10 @@
 //! [`StackSpec::validate`] checks every rule up front so that no command ever
 //! acts on a half-valid spec.
 
+mod external;
 mod validate;
 
+pub use external::{Credentials, CredentialsError, EnvCredentials, External};
 pub use validate::{Problem, SpecError};
 
 use std::collections::BTreeMap;
@@ -100,6 +102,9 @@ pub struct StackSpec {
     pub replication_role: String,
     /// Runner used when no `--backend` flag or `DRR_BACKEND` is given.
     pub backend: Backend,
+    /// A cluster drr does not run (see [`StackSpec::external`]); `None` for
+    /// a stack drr runs.
+    pub external: Option<External>,
 }
 
 /// A Postgres server of the stack.
@@ -112,6 +117,9 @@ pub struct Node {
     pub port: u16,
     /// Extra `postgresql.conf` settings, appended after drr's own.
     pub settings: Settings,
+    /// Where the node answers, for an external cluster's nodes (drr's own
+    /// nodes answer on the spec's listen address).
+    pub host: Option<String>,
 }
 
 /// A node with its part in the stack.
@@ -217,7 +225,30 @@ impl StackSpec {
             backend: Backend::Native,
             slot_wal_limit_mb: Some(DEFAULT_SLOT_WAL_LIMIT_MB),
             durable: false,
+            external: None,
         }
+    }
+
+    /// Makes this the spec of a cluster drr does not run: its nodes (with
+    /// [`Node::host`]) already stream, and drr reaches them with the
+    /// credentials in the environment variables `external` names. `up` then
+    /// only checks that they answer and stream, `down`, `destroy` and
+    /// `failover` never touch them, and the other commands (and drr-core)
+    /// work as for a stack drr runs.
+    pub fn external(mut self, external: External) -> Self {
+        self.external = Some(external);
+        self
+    }
+
+    /// Whether drr runs this stack (else it is an [`External`] cluster).
+    pub fn is_managed(&self) -> bool {
+        self.external.is_none()
+    }
+
+    /// Where `node` answers: its host (external clusters), else
+    /// [`StackSpec::host`].
+    pub fn node_host(&self, node: &Node) -> String {
+        node.host.clone().unwrap_or_else(|| self.host().to_string())
     }
 
     /// WAL senders (and replication slots) every node allows: one per
@@ -368,14 +399,31 @@ impl StackSpec {
     }
 
     /// The login role's name, password and database (`postgres` when the
-    /// spec declares none), or an error saying to declare a role.
-    pub fn login_credentials(&self) -> Result<(&str, &str, &str), NoLoginRole> {
-        let (role, db) = self.login().ok_or(NoLoginRole)?;
-        Ok((
-            &role.name,
-            &role.password,
-            db.map_or("postgres", |d| d.name.as_str()),
-        ))
+    /// spec declares none): the spec's login role, or for an external
+    /// cluster what its variables hold in this process's environment.
+    pub fn login_credentials(&self) -> Result<Credentials, CredentialsError> {
+        self.login_credentials_from(&|var| std::env::var(var).ok())
+    }
+
+    /// [`StackSpec::login_credentials`], reading variables with `lookup`.
+    pub fn login_credentials_from(
+        &self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, CredentialsError> {
+        if let Some(external) = &self.external {
+            let (user, password) = external.login.resolve(lookup, "the login role")?;
+            return Ok(Credentials {
+                user,
+                password,
+                database: external.database.clone(),
+            });
+        }
+        let (role, db) = self.login().ok_or(CredentialsError::NoLoginRole)?;
+        Ok(Credentials {
+            user: role.name.clone(),
+            password: role.password.clone(),
+            database: db.map_or("postgres", |d| d.name.as_str()).to_owned(),
+        })
     }
 
     /// The node called `name`.
@@ -408,7 +456,14 @@ impl Node {
             name: name.to_owned(),
             port,
             settings: Settings::new(),
+            host: None,
         }
+    }
+
+    /// Where an external cluster's node answers (a host name or address).
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_owned());
+        self
     }
 
     /// Adds a `postgresql.conf` setting.
@@ -436,6 +491,12 @@ impl Replica {
     /// Adds a `postgresql.conf` setting.
     pub fn setting(mut self, key: &str, value: &str) -> Self {
         self.node = self.node.setting(key, value);
+        self
+    }
+
+    /// Where an external cluster's replica answers (see [`Node::host`]).
+    pub fn host(mut self, host: &str) -> Self {
+        self.node = self.node.host(host);
         self
     }
 }
@@ -486,11 +547,6 @@ pub struct UnknownNode {
     /// The spec's node names.
     pub known: Vec<String>,
 }
-
-/// The spec declares no login role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the spec declares no login role; add one with `.role(...)`")]
-pub struct NoLoginRole;
 
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

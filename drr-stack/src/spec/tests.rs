@@ -267,3 +267,41 @@ fn after_a_failover_the_promoted_replica_is_the_primary_and_delays_stay_with_the
     let err = spec.with_primary("nope").unwrap_err();
     assert_eq!(err.known, ["primary", "replica1", "replica2"]);
 }
+
+#[test]
+fn an_external_cluster_names_hosts_and_variables_and_creates_nothing() {
+    let external = External::new(
+        "app",
+        EnvCredentials::new("APP_USER", "APP_PASSWORD"),
+        EnvCredentials::new("ADMIN_USER", "ADMIN_PASSWORD"),
+    );
+    let spec = StackSpec::new("staging", 15)
+        .primary(Node::new("n1", 5432).host("db1.internal"))
+        .replica(Replica::new("n2", 5432).host("db2.internal"))
+        .external(external.clone());
+    assert_eq!(spec.validate(), Ok(()));
+    assert!(!spec.is_managed());
+    assert_eq!(spec.node_host(&spec.primary), "db1.internal");
+    let env = |var: &str| Some(format!("{var}-value"));
+    let login = spec.login_credentials_from(&env).unwrap();
+    assert_eq!(
+        (
+            login.user.as_str(),
+            login.password.as_str(),
+            login.database.as_str()
+        ),
+        ("APP_USER-value", "APP_PASSWORD-value", "app")
+    );
+    assert!(crate::render::compose_dir(&spec).is_empty());
+
+    let with_roles = spec.clone().role(Role::login("x", "y"));
+    assert_eq!(problems(with_roles), ["external"]);
+    let mut bad_var = external;
+    bad_var.admin.password_var = "not a var".into();
+    assert_eq!(
+        problems(spec.clone().external(bad_var)),
+        ["external.admin.password_var"]
+    );
+    let managed_with_host = default_spec().primary(Node::new("primary", 5432).host("h"));
+    assert_eq!(problems(managed_with_host), ["primary.host"]);
+}

@@ -147,6 +147,7 @@ impl Validator {
         }
         self.names(spec);
         self.ports(spec);
+        self.external(spec);
         self.settings(spec);
         self.standby_minimums(spec);
         self.delays(spec);
@@ -225,11 +226,70 @@ impl Validator {
                     "choose a port from 1024 to 65535, or call `.allow_privileged_ports()` on the spec",
                 );
             }
+            // An external cluster's nodes on different hosts may share a port.
+            if node.host.is_some() {
+                continue;
+            }
             if let Some(first) = seen.insert(node.port, &node.name) {
                 self.report(
                     field,
                     format!("port {} is already used by node `{first}`", node.port),
                     "give every node its own port",
+                );
+            }
+        }
+    }
+
+    /// An external cluster's spec names variables and hosts, and none of
+    /// what drr creates; a stack drr runs has no hosts.
+    fn external(&mut self, spec: &StackSpec) {
+        let Some(external) = &spec.external else {
+            for node in spec.nodes().filter(|n| n.host.is_some()) {
+                self.report(
+                    format!("{}.host", node.name),
+                    "only an external cluster's nodes have a host",
+                    "remove `.host(...)`: drr runs its own nodes on the spec's listen address, \
+                     or describe the cluster with `.external(...)`",
+                );
+            }
+            return;
+        };
+        if !spec.roles.is_empty() || !spec.databases.is_empty() {
+            self.report(
+                "external",
+                "an external cluster's roles and databases are its own: drr creates none",
+                "remove `.role(...)` and `.database(...)`; name the login role's variables and \
+                 database in `External::new`",
+            );
+        }
+        let vars = [
+            ("external.login.user_var", &external.login.user_var),
+            ("external.login.password_var", &external.login.password_var),
+            ("external.admin.user_var", &external.admin.user_var),
+            ("external.admin.password_var", &external.admin.password_var),
+        ];
+        for (field, var) in vars {
+            let valid = var
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && var
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                self.report(
+                    field,
+                    format!("`{var}` is not an environment variable name"),
+                    "use uppercase letters, digits and `_`, e.g. `STAGING_PG_PASSWORD`",
+                );
+            }
+        }
+        for node in spec.nodes() {
+            if node.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+                self.report(
+                    format!("{}.host", node.name),
+                    "the host is empty",
+                    "give the node's host name or address",
                 );
             }
         }

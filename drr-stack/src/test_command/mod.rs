@@ -21,7 +21,6 @@ use crate::env;
 use crate::lag;
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::secrets::Secrets;
 use crate::stack::Stack;
 use crate::testing::{REQUIREMENTS, Requirement};
 
@@ -74,7 +73,15 @@ pub async fn run(
     options: &TestOptions,
     progress: &mut Progress,
 ) -> Result<ExitCode> {
-    crate::codegen::check(project)?;
+    if project.spec().is_managed() {
+        crate::codegen::check(project)?;
+    } else {
+        anyhow::ensure!(
+            !options.down,
+            "`{}` is an external cluster: drr never stops it, so `--down` does not apply",
+            project.spec().name
+        );
+    }
     stack.up(progress).await?;
     progress.done("stack is up");
     let result = run_tests(project, stack, options, progress).await;
@@ -91,10 +98,15 @@ async fn run_tests(
     progress: &mut Progress,
 ) -> Result<ExitCode> {
     let spec = project.spec();
-    let secrets = Secrets::load_or_create(&project.secrets_dir())?;
-    let mut vars = env::vars(spec, Some(&secrets));
+    let secrets = project.secrets()?;
     let runtime = stack.runtime(&secrets).await?;
-    if runtime.primary.name != spec.primary.name {
+    // DRR_PRIMARY_URL names the spec's primary on a stack drr runs (the
+    // original tool's contract), the primary of the moment on any other.
+    let mut vars = env::vars(
+        if spec.is_managed() { spec } else { &runtime },
+        Some(&secrets),
+    );
+    if runtime.primary.name != spec.primary.name && spec.is_managed() {
         if options.keep_overrides {
             eprintln!(
                 "note: `{}` is the primary (--keep-overrides); DRR_PRIMARY_URL still names the \
@@ -124,7 +136,7 @@ async fn run_tests(
         }
         let delays: Vec<u64> = live.iter().map(|r| r.delay_ms).collect();
         env::set_delays(&mut vars, &delays);
-    } else {
+    } else if spec.is_managed() {
         for restored in lag::restore_spec(spec, &secrets).await? {
             eprintln!("{restored} (keep such changes with `--keep-overrides`)");
         }
