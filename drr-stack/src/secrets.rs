@@ -59,9 +59,7 @@ fn secret(path: &Path) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).context("cannot get random bytes for a password")?;
-    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let value = random_password()?;
     // Write a private temporary file, then link it into place: when another
     // process created the secret meanwhile, the link fails and theirs wins.
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -77,6 +75,13 @@ fn secret(path: &Path) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => secret(path),
         Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
     }
+}
+
+/// A fresh random password: 48 hex digits (192 bits).
+pub fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).context("cannot get random bytes for a password")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

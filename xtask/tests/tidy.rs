@@ -195,7 +195,7 @@ fn tests_change_only_stacks_of_their_own() {
         ["pg_", "promote"].concat(),
     ];
     // The types that start a stack of a test's own.
-    let own_stacks = ["TempStack", "ComposeStack"];
+    let own_stacks = ["TempStack", "ComposeStack", "PatroniCluster"];
     let mut offenders = Vec::new();
     for (file, text) in test_sources() {
         if own_stacks.iter().any(|s| text.contains(s)) {

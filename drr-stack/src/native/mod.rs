@@ -15,6 +15,9 @@ mod state;
 mod sweep;
 mod template;
 
+/// Whether `pid` is a live (not zombie) Postgres process.
+pub(crate) use process::is_postgres as is_live_postgres;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

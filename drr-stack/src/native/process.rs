@@ -57,7 +57,7 @@ pub fn server_failed(log: &str) -> bool {
 }
 
 /// Whether `pid` is a live (not zombie) Postgres process.
-fn is_postgres(pid: i32) -> bool {
+pub(crate) fn is_postgres(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };

@@ -26,6 +26,8 @@ use anyhow::{Context as _, Result};
 use tokio_postgres::Client;
 
 use crate::native::{Native, StateDir};
+
+pub mod patroni;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
@@ -238,7 +240,7 @@ pub const COMPOSE_CHECKER: Requirement = Requirement {
 };
 
 /// Every requirement `cargo xtask test` knows.
-pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER];
+pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI];
 
 /// Where CI provides the Compose Specification's JSON schema for the
 /// workspace at `root`.
