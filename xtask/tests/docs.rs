@@ -553,6 +553,9 @@ fn plan(args: &[String]) -> Result<Vec<String>, &'static str> {
     if words.contains(&"--backend") {
         return Err("names a backend; the stack under test runs on its own");
     }
+    if words.contains(&"--cluster") {
+        return Err("names a cluster this repository does not declare");
+    }
     match words.first().copied() {
         Some("status" | "env") => Ok(args.to_vec()),
         Some("gen") if words.contains(&"--check") => Ok(args.to_vec()),
@@ -671,4 +674,47 @@ fn safe_shown_commands_run_against_the_stack() {
         "commands from the docs failed:\n{}",
         failures.join("\n")
     );
+}
+
+/// The failover guide's rehearsal, run as shown, in order, on a stack of
+/// its own (a primary and a replica on free ports in a temporary
+/// workspace): the commands that change roles cannot run on the shared
+/// stack, and a guide whose commands are never run drifts.
+#[test]
+fn the_failover_guide_runs_on_a_stack_of_its_own() {
+    let guide: Vec<Vec<String>> = shown_commands()
+        .into_iter()
+        .filter(|s| s.place.starts_with("failover.md:") && !s.args.contains(&"--cluster".into()))
+        .map(|s| s.args)
+        .collect();
+    assert!(
+        guide
+            .iter()
+            .any(|args| args.first().is_some_and(|a| a == "failover")),
+        "the guide shows no failover: is the extraction broken? {guide:?}"
+    );
+    let root = drr_stack::testing::scratch_dir("drr-docs-failover-").expect("a workspace");
+    let spec = drr_stack::testing::spec(&[Duration::ZERO]).expect("a spec");
+    let run = |args: &[String]| {
+        let args = ["--quiet".to_owned()]
+            .into_iter()
+            .chain(args.iter().cloned());
+        drr_stack::cli::run_args(args, spec.clone(), root.path())
+    };
+    /// Destroys the stack however the test ends.
+    struct Destroy<'a>(&'a dyn Fn(&[String]) -> std::process::ExitCode);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["destroy".to_owned(), "--yes".to_owned()]);
+        }
+    }
+    let _destroy = Destroy(&run);
+    for args in &guide {
+        assert_eq!(
+            run(args),
+            std::process::ExitCode::SUCCESS,
+            "cargo xtask {} failed",
+            args.join(" ")
+        );
+    }
 }
