@@ -237,12 +237,13 @@ async fn a_change_that_fails_on_one_replica_is_reported_replica_by_replica() {
 
 /// With a long delay, a replica query that conflicts with a vacuum the
 /// primary ran keeps its 30 s of grace: Postgres counts the grace from when
-/// the WAL arrived, which a delayed replica applies 60 s later, so with the
-/// default `max_standby_streaming_delay` the query would be cancelled the
-/// moment replay reached the vacuum.
+/// the WAL arrived, which a delayed replica applies 35 s later (any delay
+/// over the default 30 s grace shows it), so with the default
+/// `max_standby_streaming_delay` the query would be cancelled the moment
+/// replay reached the vacuum.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_delay_keeps_replica_queries_usable_while_the_primary_vacuums() {
-    let stack = TempStack::up(spec(&[60_000])).await;
+    let stack = TempStack::up(spec(&[35_000])).await;
     let primary = stack.connect("primary").await;
     primary
         .batch_execute(
