@@ -16,7 +16,7 @@ use crate::host::ports;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::secrets::Secrets;
-use crate::spec::{Backend, Node, StackSpec};
+use crate::spec::{Backend, Node, Replica, StackSpec};
 
 /// How often a wait polls the nodes.
 const POLL: Duration = Duration::from_millis(5);
@@ -133,6 +133,61 @@ pub async fn wait_logins(
     match result {
         Err(e) if !gave_up => Err(e.context(servers.log_tail(&node.name))),
         other => other,
+    }
+}
+
+/// How a backend rebuilds a replica that cannot stream: removes its data
+/// (and server), then starts it again from a fresh base backup.
+pub trait Rebuild {
+    /// Removes the replica's server and data.
+    fn remove(&self, replica: &str) -> Result<()>;
+
+    /// Starts `replica` from a fresh base backup and waits until it accepts
+    /// logins.
+    async fn restart(&self, replica: &Replica, progress: &mut Progress) -> Result<()>;
+}
+
+/// Waits until every replica streams ([`wait_replicas`]). A replica whose
+/// log says it can never stream as it is ([`CannotStream`]: its data no
+/// longer fits the primary's) is rebuilt, once, and said so: removed, its
+/// slot dropped, started from a fresh base backup; then the wait starts
+/// over.
+pub async fn wait_streaming(
+    spec: &StackSpec,
+    secrets: &Secrets,
+    admin: &Client,
+    servers: &impl Servers,
+    rebuild: &impl Rebuild,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Result<()> {
+    let mut rebuilt = Vec::new();
+    loop {
+        let started = Instant::now();
+        let error = match wait_replicas(spec, secrets, admin, servers, timeout).await {
+            Ok(()) => {
+                progress.record("replicas stream", started.elapsed());
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let Some(cannot) = error.downcast_ref::<CannotStream>() else {
+            return Err(error);
+        };
+        let name = cannot.replica.clone();
+        let Some(replica) = spec
+            .find_replica(&name)
+            .filter(|_| !rebuilt.contains(&name))
+        else {
+            return Err(error);
+        };
+        progress.step(
+            &format!("remove {name} to rebuild it: {}", cannot.reason),
+            || rebuild.remove(&name),
+        )?;
+        rebuilt.push(name.clone());
+        pg::drop_slot(admin, &name).await?;
+        rebuild.restart(replica, progress).await?;
     }
 }
 

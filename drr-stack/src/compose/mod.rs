@@ -27,15 +27,14 @@ pub use engine::{Tool, check as check_engine};
 
 use crate::codegen;
 use crate::command::Command;
-use crate::pg;
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::readiness::{self, CannotStream, Servers};
+use crate::readiness::{self, Servers};
 use crate::render::compose::IMAGE_ENV;
 use crate::render::entrypoint::NODE_CONFIG_DIR;
 use crate::render::postgres;
 use crate::secrets::Secrets;
-use crate::spec::{Backend, StackSpec};
+use crate::spec::{Backend, Replica, StackSpec};
 use crate::stack::UpOptions;
 
 /// How long a node may take to accept logins or a replica to stream; the
@@ -174,61 +173,29 @@ impl<'p> Compose<'p> {
         self.wait_streaming(&admin, &image, progress).await
     }
 
-    /// Waits until every replica streams. A replica whose log says it can
-    /// never stream as it is loses its container and volume and comes back
-    /// from a fresh base backup (its entrypoint takes one), once, and said
-    /// so.
+    /// Waits until every replica streams, rebuilding one that cannot
+    /// ([`readiness::wait_streaming`]): it loses its container and volume
+    /// and comes back from a fresh base backup (its entrypoint takes one).
     async fn wait_streaming(
         &self,
         admin: &tokio_postgres::Client,
         image: &str,
         progress: &mut Progress,
     ) -> Result<()> {
-        let spec = self.spec();
-        let mut rebuilt = Vec::new();
-        loop {
-            let started = Instant::now();
-            let error =
-                match readiness::wait_replicas(spec, &self.secrets, admin, self, READY_TIMEOUT)
-                    .await
-                {
-                    Ok(()) => {
-                        progress.record("replicas stream", started.elapsed());
-                        return Ok(());
-                    }
-                    Err(error) => error,
-                };
-            let Some(cannot) = error.downcast_ref::<CannotStream>() else {
-                return Err(error);
-            };
-            let name = cannot.replica.clone();
-            let Some(replica) = spec
-                .find_replica(&name)
-                .filter(|_| !rebuilt.contains(&name))
-            else {
-                return Err(error);
-            };
-            progress.step(
-                &format!("remove {name} to rebuild it: {}", cannot.reason),
-                || {
-                    self.compose(["rm", "--stop", "--force", name.as_str()])
-                        .read()?;
-                    Command::new("docker")
-                        .args(["volume", "rm", &self.volume(&name)?])
-                        .read()
-                        .map(drop)
-                },
-            )?;
-            rebuilt.push(name.clone());
-            pg::drop_slot(admin, &name).await?;
-            progress.step(&format!("start {name} from a new base backup"), || {
-                self.compose(["up", "-d", name.as_str()])
-                    .env(IMAGE_ENV, image)
-                    .read()
-                    .map(drop)
-            })?;
-            readiness::wait_logins(spec, &self.secrets, &replica.node, self, READY_TIMEOUT).await?;
-        }
+        let rebuild = Rebuilder {
+            compose: self,
+            image,
+        };
+        readiness::wait_streaming(
+            self.spec(),
+            &self.secrets,
+            admin,
+            self,
+            &rebuild,
+            READY_TIMEOUT,
+            progress,
+        )
+        .await
     }
 
     /// Runs the spec's idempotent bootstrap SQL in the primary's container,
@@ -392,6 +359,46 @@ impl<'p> Compose<'p> {
 /// The generated compose file of `project`.
 fn compose_file(project: &Project) -> std::path::PathBuf {
     project.compose_dir().join("docker-compose.yaml")
+}
+
+/// How the compose backend rebuilds a replica: a new volume, whose
+/// entrypoint takes a fresh base backup.
+struct Rebuilder<'a, 'p> {
+    compose: &'a Compose<'p>,
+    image: &'a str,
+}
+
+impl readiness::Rebuild for Rebuilder<'_, '_> {
+    fn remove(&self, replica: &str) -> Result<()> {
+        self.compose
+            .compose(["rm", "--stop", "--force", replica])
+            .read()?;
+        Command::new("docker")
+            .args(["volume", "rm", &self.compose.volume(replica)?])
+            .read()
+            .map(drop)
+    }
+
+    async fn restart(&self, replica: &Replica, progress: &mut Progress) -> Result<()> {
+        let name = replica.node.name.as_str();
+        progress.step(&format!("start {name} from a new base backup"), || {
+            self.compose
+                .compose(["up", "-d", name])
+                .env(IMAGE_ENV, self.image)
+                .read()
+                .map(drop)
+        })?;
+        let compose = self.compose;
+        readiness::wait_logins(
+            compose.spec(),
+            &compose.secrets,
+            &replica.node,
+            compose,
+            READY_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
 }
 
 impl Servers for Compose<'_> {

@@ -9,10 +9,10 @@ use super::{Native, READY_TIMEOUT};
 use crate::host::Binaries;
 use crate::pg;
 use crate::progress::Progress;
-use crate::readiness::{self, CannotStream};
+use crate::readiness;
 use crate::render::standby;
 use crate::secrets::Secrets;
-use crate::spec::Member;
+use crate::spec::{Member, Replica};
 use crate::stack::UpOptions;
 
 impl Native<'_> {
@@ -133,9 +133,8 @@ impl Native<'_> {
         Ok(())
     }
 
-    /// Waits until every replica streams. A replica whose log says it can
-    /// never stream as it is (its data no longer fits the primary's) is
-    /// rebuilt from the primary, once, and said so.
+    /// Waits until every replica streams, rebuilding one that cannot
+    /// ([`readiness::wait_streaming`]).
     pub(super) async fn wait_streaming(
         &self,
         bins: &Binaries,
@@ -143,40 +142,45 @@ impl Native<'_> {
         admin: &tokio_postgres::Client,
         progress: &mut Progress,
     ) -> Result<()> {
-        let spec = self.spec();
-        let mut rebuilt = Vec::new();
-        loop {
-            let started = std::time::Instant::now();
-            let error =
-                match readiness::wait_replicas(spec, secrets, admin, self, READY_TIMEOUT).await {
-                    Ok(()) => {
-                        progress.record("replicas stream", started.elapsed());
-                        return Ok(());
-                    }
-                    Err(error) => error,
-                };
-            let Some(cannot) = error.downcast_ref::<CannotStream>() else {
-                return Err(error);
-            };
-            let name = cannot.replica.clone();
-            let Some(replica) = spec
-                .find_replica(&name)
-                .filter(|_| !rebuilt.contains(&name))
-            else {
-                return Err(error);
-            };
-            progress.step(
-                &format!("remove {name} to rebuild it: {}", cannot.reason),
-                || self.remove_node(&name),
-            )?;
-            rebuilt.push(name.clone());
-            pg::drop_slot(admin, &name).await?;
-            progress.step(&format!("base backup {name}"), || {
-                self.base_backup(bins, secrets, &name)
-            })?;
-            self.sync_config(Member::Replica(replica))?;
-            self.run_node(bins, &replica.node, false, secrets, progress)
-                .await?;
-        }
+        let rebuild = Rebuilder {
+            native: self,
+            bins,
+            secrets,
+        };
+        readiness::wait_streaming(
+            self.spec(),
+            secrets,
+            admin,
+            self,
+            &rebuild,
+            READY_TIMEOUT,
+            progress,
+        )
+        .await
+    }
+}
+
+/// How the native backend rebuilds a replica: a new base backup into its
+/// data directory.
+struct Rebuilder<'a, 'p> {
+    native: &'a Native<'p>,
+    bins: &'a Binaries,
+    secrets: &'a Secrets,
+}
+
+impl readiness::Rebuild for Rebuilder<'_, '_> {
+    fn remove(&self, replica: &str) -> Result<()> {
+        self.native.remove_node(replica)
+    }
+
+    async fn restart(&self, replica: &Replica, progress: &mut Progress) -> Result<()> {
+        let name = &replica.node.name;
+        progress.step(&format!("base backup {name}"), || {
+            self.native.base_backup(self.bins, self.secrets, name)
+        })?;
+        self.native.sync_config(Member::Replica(replica))?;
+        self.native
+            .run_node(self.bins, &replica.node, false, self.secrets, progress)
+            .await
     }
 }

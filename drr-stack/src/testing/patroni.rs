@@ -209,19 +209,7 @@ impl PatroniCluster {
 
     /// A superuser connection to `node`.
     pub async fn admin(&self, node: &str) -> Result<Client> {
-        let member = self.member(node)?;
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(member.pg_port)
-            .user("postgres")
-            .password(&self.superuser_password)
-            .dbname(APP.1)
-            .connect_timeout(Duration::from_secs(2))
-            .connect(tokio_postgres::NoTls)
-            .await
-            .with_context(|| format!("cannot connect to `{node}` of the Patroni cluster"))?;
-        tokio::spawn(connection);
-        Ok(client)
+        self.admin_to(node, APP.1).await
     }
 
     /// The node Patroni made leader, as its REST API says.
@@ -415,7 +403,8 @@ impl PatroniCluster {
             .dbname(database)
             .connect_timeout(Duration::from_secs(2))
             .connect(tokio_postgres::NoTls)
-            .await?;
+            .await
+            .with_context(|| format!("cannot connect to `{node}` of the Patroni cluster"))?;
         tokio::spawn(connection);
         Ok(client)
     }
