@@ -27,12 +27,16 @@ use tokio_postgres::Client;
 
 use crate::native::{Native, StateDir};
 
-pub mod patroni;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::secrets::Secrets;
 use crate::spec::{Node, Replica, Role, StackSpec};
+
+pub mod patroni;
+mod ports;
+
+pub use ports::free_ports;
 
 /// The login role of [`TempStack::spec`] (a password with a space, so that
 /// URL encoding is exercised everywhere).
@@ -157,19 +161,6 @@ pub fn spec(delays: &[Duration]) -> Result<StackSpec> {
         spec = spec.replica(Replica::new(&name, ports[i + 1]).delay(*delay));
     }
     Ok(spec)
-}
-
-/// `n` distinct free loopback ports.
-pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<std::io::Result<Vec<u16>>>()
-        .context("cannot find free ports")
 }
 
 /// A fresh temporary directory that the server user can reach, marked as
