@@ -1,7 +1,7 @@
 //! Building a configuration from the environment printed by
 //! `cargo xtask env`.
 
-use crate::config::RouterConfig;
+use crate::config::{Roles, RouterConfig};
 use crate::error::{Error, Result};
 
 /// The primary's URL.
@@ -10,10 +10,20 @@ pub const PRIMARY_URL: &str = "DRR_PRIMARY_URL";
 pub const REPLICA_URLS: &str = "DRR_REPLICA_URLS";
 /// Optional names for the replicas, comma-separated, in the same order.
 pub const REPLICA_NAMES: &str = "DRR_REPLICA_NAMES";
+/// A multi-host URL over every node with `target_session_attrs=read-write`:
+/// set by a stack whose primary may change, for clients that follow it.
+pub const WRITER_URL: &str = "DRR_WRITER_URL";
 
 impl RouterConfig {
     /// A configuration from `DRR_PRIMARY_URL`, `DRR_REPLICA_URLS` and, if
     /// set, `DRR_REPLICA_NAMES`, with defaults for the rest.
+    ///
+    /// When `DRR_WRITER_URL` is set too (`cargo xtask env` prints it: the
+    /// stack can fail over), the router does not take `DRR_PRIMARY_URL`'s
+    /// node for the primary: it discovers the primary among all these nodes,
+    /// as [`cluster`](RouterConfig::cluster) does, and follows a failover.
+    /// The nodes keep their names (`primary` is the spec's primary, whatever
+    /// it is now).
     ///
     /// Run `cargo xtask env` to print these for the local stack.
     pub fn from_env() -> Result<Self> {
@@ -43,6 +53,9 @@ impl RouterConfig {
                 Some(name) => config.named_replica(name, url)?,
                 None => config.replica(url)?,
             };
+        }
+        if lookup(WRITER_URL).is_some_and(|url| !url.trim().is_empty()) {
+            config.roles = Roles::Discovered;
         }
         Ok(config)
     }
@@ -77,6 +90,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.replica_names().collect::<Vec<_>>(), ["east", "west"]);
+        assert!(!config.discovers_roles(), "no writer URL: a fixed primary");
+    }
+
+    #[test]
+    fn a_writer_url_means_the_primary_is_discovered() {
+        let config = from(&[
+            (PRIMARY_URL, "postgres://u@h:1/d"),
+            (REPLICA_URLS, "postgres://u@h:2/d"),
+            (
+                WRITER_URL,
+                "postgres://u@h:1,h:2/d?target_session_attrs=read-write",
+            ),
+        ])
+        .unwrap();
+        assert!(config.discovers_roles());
+        assert_eq!(
+            config.node_names().collect::<Vec<_>>(),
+            ["primary", "replica1"]
+        );
     }
 
     #[test]
