@@ -1,18 +1,23 @@
 //! Building a configuration from the environment printed by
-//! `cargo xtask env`.
+//! `cargo xtask env`: the variables of the [`drr_env`] contract, which
+//! drr-stack prints.
+
+use drr_env::{Var, split};
 
 use crate::config::{Roles, RouterConfig};
 use crate::error::{Error, Result};
 
-/// The primary's URL.
-pub const PRIMARY_URL: &str = "DRR_PRIMARY_URL";
-/// The replicas' URLs, comma-separated.
-pub const REPLICA_URLS: &str = "DRR_REPLICA_URLS";
-/// Optional names for the replicas, comma-separated, in the same order.
-pub const REPLICA_NAMES: &str = "DRR_REPLICA_NAMES";
+/// The primary's URL ([`Var::PrimaryUrl`]).
+pub const PRIMARY_URL: &str = Var::PrimaryUrl.name();
+/// The replicas' URLs, comma-separated ([`Var::ReplicaUrls`]).
+pub const REPLICA_URLS: &str = Var::ReplicaUrls.name();
+/// Optional names for the replicas, comma-separated, in the same order
+/// ([`Var::ReplicaNames`]).
+pub const REPLICA_NAMES: &str = Var::ReplicaNames.name();
 /// A multi-host URL over every node with `target_session_attrs=read-write`:
-/// set by a stack whose primary may change, for clients that follow it.
-pub const WRITER_URL: &str = "DRR_WRITER_URL";
+/// set by a stack whose primary may change, for clients that follow it
+/// ([`Var::WriterUrl`]).
+pub const WRITER_URL: &str = Var::WriterUrl.name();
 
 impl RouterConfig {
     /// A configuration from `DRR_PRIMARY_URL`, `DRR_REPLICA_URLS` and, if
@@ -30,16 +35,16 @@ impl RouterConfig {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let primary = lookup(PRIMARY_URL).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             Error::config(format!(
                 "{PRIMARY_URL} is not set; run `cargo xtask env` to print the variables for the local stack"
             ))
         })?;
         let urls = lookup(REPLICA_URLS).unwrap_or_default();
-        let urls: Vec<&str> = split_list(&urls).collect();
+        let urls: Vec<&str> = split(&urls).collect();
         let names = lookup(REPLICA_NAMES).unwrap_or_default();
-        let names: Vec<&str> = split_list(&names).collect();
+        let names: Vec<&str> = split(&names).collect();
         if !names.is_empty() && names.len() != urls.len() {
             return Err(Error::config(format!(
                 "{REPLICA_NAMES} has {} names but {REPLICA_URLS} has {} URLs",
@@ -59,10 +64,6 @@ impl RouterConfig {
         }
         Ok(config)
     }
-}
-
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
