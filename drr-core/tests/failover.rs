@@ -68,6 +68,11 @@ async fn the_router_follows_a_failover_and_back() -> anyhow::Result<()> {
         .await?
         .batch_execute(traffic::CREATE_TABLE)
         .await?;
+    let mut nodes = Vec::new();
+    for node in ["primary", "replica1", "replica2"] {
+        nodes.push(own.connect(node).await?);
+    }
+    traffic::wait_for_table(&nodes).await;
     let config = RouterConfig::cluster(&node_urls(&own)?)?
         .check_interval(CHECK_INTERVAL)
         .ban_duration(Duration::from_secs(1))

@@ -97,6 +97,11 @@ mod requires_patroni {
             .execute(traffic::CREATE_TABLE, &[])
             .await
             .expect("the table, on the leader");
+        let mut nodes = Vec::new();
+        for node in cluster.nodes() {
+            nodes.push(cluster.admin(&node).await.expect("a node"));
+        }
+        traffic::wait_for_table(&nodes).await;
         (cluster, router, Arc::new(AtomicU64::new(1)))
     }
 

@@ -11,6 +11,26 @@ use drr_core::{Consistency, Router};
 /// The table the writer fills.
 pub const CREATE_TABLE: &str = "CREATE TABLE w (id bigint PRIMARY KEY)";
 
+/// Waits until every node has the table `w` (a replica that has not
+/// replayed its creation would fail the reader's first reads).
+pub async fn wait_for_table(nodes: &[tokio_postgres::Client]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in nodes {
+        loop {
+            let exists: bool = node
+                .query_one("SELECT to_regclass('w') IS NOT NULL", &[])
+                .await
+                .expect("ask a node for the table")
+                .get(0);
+            if exists {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a replica never got the table w");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// What the writer saw.
 #[derive(Debug, Default)]
 pub struct Writes {
