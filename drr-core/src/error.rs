@@ -47,6 +47,30 @@ enum Inner {
          pooled connection; use `transaction()` for statements that belong together"
     )]
     SessionStatement { reason: Reason },
+    #[error(
+        "no primary: no node answers as one, the cluster is failing over; retry once a new \
+         primary is up"
+    )]
+    NoPrimary,
+    #[error(
+        "{node} is not the primary any more (it is in recovery: the cluster failed over); retry \
+         the write, it goes to the new primary"
+    )]
+    NotPrimary {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "lost the connection to the primary {node}: {}; the cluster may be failing over, retry \
+         once a new primary is up",
+        describe(source)
+    )]
+    PrimaryLost {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -98,6 +122,26 @@ impl Error {
         }))
     }
 
+    pub(crate) fn no_primary() -> Self {
+        Error(Box::new(Inner::NoPrimary))
+    }
+
+    /// What a failure on the primary means in a cluster whose primary the
+    /// router discovers: a node in recovery refused a write
+    /// ([`Error::is_failover`]), the connection to the primary broke
+    /// (likewise), or anything else (returned unchanged).
+    pub(crate) fn on_primary(self) -> Self {
+        match *self.0 {
+            Inner::Postgres { node, source }
+                if source.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) =>
+            {
+                Error(Box::new(Inner::NotPrimary { node, source }))
+            }
+            Inner::Connect { node, source } => Error(Box::new(Inner::PrimaryLost { node, source })),
+            other => Error(Box::new(other)),
+        }
+    }
+
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
         Error(Box::new(if is_login_refused(&source) {
@@ -116,9 +160,12 @@ impl Error {
             | Inner::Connect { node, .. }
             | Inner::Authentication { node, .. }
             | Inner::Pool { node, .. }
+            | Inner::NotPrimary { node, .. }
+            | Inner::PrimaryLost { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
             Inner::Config(_)
             | Inner::NoHealthyNode { .. }
+            | Inner::NoPrimary
             | Inner::HintRefused { .. }
             | Inner::SessionStatement { .. } => None,
         }
@@ -134,6 +181,8 @@ impl Error {
         match &*self.0 {
             Inner::Postgres { source, .. }
             | Inner::Connect { source, .. }
+            | Inner::NotPrimary { source, .. }
+            | Inner::PrimaryLost { source, .. }
             | Inner::Authentication { source, .. } => source.as_db_error(),
             _ => None,
         }
@@ -150,9 +199,27 @@ impl Error {
         matches!(&*self.0, Inner::PoolTimeout { .. })
     }
 
-    /// Whether the node could not be reached or the connection broke.
+    /// Whether the node could not be reached or the connection broke
+    /// (the primary's too: then [`is_failover`](Error::is_failover) holds
+    /// as well, in a [`cluster`](crate::RouterConfig::cluster)).
     pub fn is_connection(&self) -> bool {
-        matches!(&*self.0, Inner::Connect { .. })
+        matches!(&*self.0, Inner::Connect { .. } | Inner::PrimaryLost { .. })
+    }
+
+    /// Whether a write (or a read that needed the primary) failed because
+    /// the cluster is changing its primary, in a
+    /// [`cluster`](crate::RouterConfig::cluster) whose primary the router
+    /// discovers: no node answers as primary, the node written to is in
+    /// recovery now (SQLSTATE 25006), or the connection to the primary
+    /// broke. The router has started looking for the new primary; retry
+    /// the write (after a short pause, for as long as a failover may take).
+    /// drr never retries a write itself: a write whose connection broke may
+    /// have committed, so make writes you retry idempotent.
+    pub fn is_failover(&self) -> bool {
+        matches!(
+            &*self.0,
+            Inner::NoPrimary | Inner::NotPrimary { .. } | Inner::PrimaryLost { .. }
+        )
     }
 
     /// Whether the node refused the login (SQLSTATE class 28: a wrong
@@ -289,5 +356,10 @@ mod tests {
 
         let err = Error::config("bad");
         assert!(err.is_config() && err.code().is_none());
+        assert!(!err.is_failover());
+
+        let err = Error::no_primary();
+        assert!(err.is_failover() && err.node().is_none());
+        assert!(err.to_string().contains("retry once"), "{err}");
     }
 }

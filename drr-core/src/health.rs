@@ -110,6 +110,11 @@ impl Health {
         (cluster != UNKNOWN).then_some(cluster)
     }
 
+    /// The node's timeline as of the last check (0 before).
+    pub(crate) fn timeline(&self) -> u32 {
+        self.timeline.load(Relaxed)
+    }
+
     /// Whether the node has replayed `token`: its position, on the token's
     /// cluster and at least its timeline when the token names them.
     pub(crate) fn has_replayed(&self, token: LsnToken) -> bool {
