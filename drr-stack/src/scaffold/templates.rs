@@ -49,11 +49,17 @@ pub fn cargo_toml(choices: &Choices) -> String {
 # its own, so it needs nothing from the rest of the repository.
 [workspace]
 
+# Named after the stack: two such crates (this one and another
+# repository's) never share compiled units in a shared build directory.
 [package]
-name = "xtask"
+name = "{name}-xtask"
 version = "0.1.0"
 edition = "2024"
 publish = false
+
+[[bin]]
+name = "xtask"
+path = "src/main.rs"
 
 [dependencies]
 drr-stack = {dependency}
@@ -61,7 +67,8 @@ drr-stack = {dependency}
 # Dependencies with optimizations: drr's tooling stays quick in debug builds.
 [profile.dev.package."*"]
 opt-level = 1
-"#
+"#,
+        name = choices.name
     )
 }
 

@@ -45,6 +45,7 @@ fn a_bare_repository_gets_every_file_and_a_second_run_keeps_them() {
     assert!(main.contains("Replica::new(\"replica1\", 15433)"), "{main}");
     let manifest = fs::read_to_string(root.path().join("xtask/Cargo.toml")).unwrap();
     assert!(manifest.contains(r#"drr-stack = { git = "https://example.invalid/drr" }"#));
+    assert!(manifest.contains("name = \"shop-xtask\""), "{manifest}");
     let ignored = fs::read_to_string(root.path().join(".gitignore")).unwrap();
     assert!(
         ignored.contains("/.drr/\n/target/\n/xtask/target/\n"),
