@@ -44,6 +44,7 @@ pub mod project;
 pub mod psql;
 mod readiness;
 pub mod render;
+pub mod scaffold;
 pub mod spec;
 pub mod stack;
 pub mod status;

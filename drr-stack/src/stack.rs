@@ -92,6 +92,12 @@ impl<'p> Stack<'p> {
         }
         match backend {
             Backend::Native => Native::open(project).map(|n| Stack::Native(Box::new(n))),
+            Backend::Compose if !project.spec().compose => anyhow::bail!(
+                "`{}` declares no compose output (`.without_compose()` in its spec), so it runs \
+                 only natively; drop `--backend compose` (and DRR_BACKEND), or remove \
+                 `.without_compose()` and run `cargo xtask gen`",
+                project.spec().name
+            ),
             Backend::Compose => Compose::open(project).map(Stack::Compose),
         }
     }

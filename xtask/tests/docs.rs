@@ -427,6 +427,56 @@ fn every_guide_is_linked_from_the_readme() {
 }
 
 // ---------------------------------------------------------------------------
+// What an adopter copies
+
+/// Every Markdown file an adopter reads: README.md, docs/*.md and the
+/// crates' READMEs.
+fn adopter_docs() -> Vec<PathBuf> {
+    let mut files = markdown_files();
+    files.extend(["drr-stack/README.md", "drr-core/README.md"].map(|f| root().join(f)));
+    files
+}
+
+/// drr is not on crates.io yet: a dependency on drr-stack or drr-core in
+/// the docs is one that works, by git or by path.
+#[test]
+fn shown_dependencies_are_git_or_path() {
+    let mut wrong = Vec::new();
+    for path in adopter_docs() {
+        for (n, line) in read(&path).lines().enumerate() {
+            let line = line.trim_start_matches(['#', ' ']);
+            let declares = line.starts_with("drr-stack =") || line.starts_with("drr-core =");
+            if declares && !line.contains("git =") && !line.contains("path =") {
+                wrong.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "show `{{ git = \"https://github.com/drr-rs/drr\" }}` or `{{ path = ... }}`:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A role in a sample spec may create databases: drr-core's test helpers
+/// need it, and a sample should just work.
+#[test]
+fn sample_login_roles_may_create_databases() {
+    let mut files = adopter_docs();
+    files.push(root().join("examples/adopt/xtask/src/spec.rs"));
+    files.push(root().join("drr-stack/src/lib.rs"));
+    let mut wrong = Vec::new();
+    for path in files {
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains("Role::login(\"") && !line.contains(".createdb()") {
+                wrong.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "add `.createdb()`:\n{}", wrong.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
 // Commands
 
 /// A `cargo xtask` command shown in the docs.

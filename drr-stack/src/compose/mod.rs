@@ -276,7 +276,7 @@ impl<'p> Compose<'p> {
     /// project when there is a compose file and a Docker engine answers;
     /// otherwise says why there is nothing to stop.
     pub fn down_if_reachable(project: &Project, progress: &mut Progress) -> Result<()> {
-        if !compose_file(project).is_file() {
+        if !project.spec().compose || !compose_file(project).is_file() {
             progress.note("no compose stack: the workspace has no compose/docker-compose.yaml");
             return Ok(());
         }

@@ -8,9 +8,11 @@
 //! acts on a half-valid spec.
 
 mod external;
+mod project;
 mod validate;
 
 pub use external::{Credentials, CredentialsError, EnvCredentials, External};
+pub use project::TestCommand;
 pub use validate::{Problem, SpecError};
 
 use std::collections::BTreeMap;
@@ -105,6 +107,11 @@ pub struct StackSpec {
     /// A cluster drr does not run (see [`StackSpec::external`]); `None` for
     /// a stack drr runs.
     pub external: Option<External>,
+    /// Whether `cargo xtask gen` writes `compose/` (see
+    /// [`StackSpec::without_compose`]).
+    pub compose: bool,
+    /// What `cargo xtask test` runs; `None`: the workspace's Rust tests.
+    pub test_command: Option<TestCommand>,
 }
 
 /// A Postgres server of the stack.
@@ -226,6 +233,8 @@ impl StackSpec {
             slot_wal_limit_mb: Some(DEFAULT_SLOT_WAL_LIMIT_MB),
             durable: false,
             external: None,
+            compose: true,
+            test_command: None,
         }
     }
 

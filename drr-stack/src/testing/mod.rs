@@ -230,8 +230,29 @@ pub const COMPOSE_CHECKER: Requirement = Requirement {
     check: check_compose_checker,
 };
 
+/// Django and psycopg in `examples/django/.venv`, for the Django example's
+/// tests (`.ci/run` installs them from PyPI).
+pub const DJANGO: Requirement = Requirement {
+    module: "requires_django",
+    what: "Django and psycopg in examples/django/.venv",
+    check: check_django,
+};
+
 /// Every requirement `cargo xtask test` knows.
-pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI];
+pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI, DJANGO];
+
+fn check_django(root: &Path) -> Result<()> {
+    let python = root.join("examples/django/.venv/bin/python");
+    crate::command::Command::new(&python)
+        .args(["-c", "import django, psycopg"])
+        .read()
+        .map(drop)
+        .context(
+            "examples/django/.venv has no Django and psycopg; create it with `python3 -m venv \
+             examples/django/.venv && examples/django/.venv/bin/pip install -r \
+             examples/django/requirements.txt`",
+        )
+}
 
 /// Where CI provides the Compose Specification's JSON schema for the
 /// workspace at `root`.
