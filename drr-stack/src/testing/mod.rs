@@ -159,6 +159,21 @@ pub fn spec(delays: &[Duration]) -> Result<StackSpec> {
     Ok(spec)
 }
 
+/// [`spec`] with every replica's client and replication links through the
+/// fault proxy, and its Toxiproxy API, on free ports (see
+/// docs/network-faults.md).
+pub fn net_spec(delays: &[Duration]) -> Result<StackSpec> {
+    let mut spec = spec(delays)?;
+    let ports = free_ports(2 * delays.len() + 1)?;
+    for (replica, ports) in spec.replicas.iter_mut().zip(ports.chunks(2)) {
+        *replica = replica
+            .clone()
+            .client_link(ports[0])
+            .replication_link(ports[1]);
+    }
+    Ok(spec.net_api(ports[2 * delays.len()]))
+}
+
 /// `n` distinct free loopback ports.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners = (0..n)

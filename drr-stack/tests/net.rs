@@ -1,0 +1,197 @@
+//! Network faults against real replicas, each test on a stack of its own
+//! whose replicas opt their client and replication links into the fault
+//! proxy: latency on the client link adds to every round trip, live; a cut
+//! replication link stops the WAL stream (status sees it, `up` keeps the
+//! cut) and heal lets the replica catch up; bad input changes nothing.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use drr_stack::net::command::{run_heal, run_net, run_partition};
+use drr_stack::net::faults::Mode;
+use drr_stack::net::{NetArgs, PartitionArgs};
+use drr_stack::spec::LinkKind;
+use drr_stack::testing::{self, TempStack};
+use tokio_postgres::{Client, NoTls};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn stack(delays_ms: &[u64]) -> TempStack {
+    let delays: Vec<Duration> = delays_ms
+        .iter()
+        .map(|d| Duration::from_millis(*d))
+        .collect();
+    TempStack::start(testing::net_spec(&delays).expect("a spec on free ports"))
+        .await
+        .expect("stack comes up")
+}
+
+/// A connection to `replica1` as applications make it: through its client link.
+async fn through_client_link(stack: &TempStack) -> Client {
+    let vars = stack.vars().unwrap();
+    let urls = &vars
+        .iter()
+        .find(|(k, _)| *k == "DRR_REPLICA_URLS")
+        .unwrap()
+        .1;
+    let port = stack.spec().replicas[0].node.links.client.unwrap();
+    assert!(urls.contains(&format!(":{port}/")), "{urls}");
+    let (client, connection) = tokio_postgres::connect(urls, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn net(node: &str, link: LinkKind, latency: Option<u64>, jitter: Option<u64>) -> NetArgs {
+    NetArgs {
+        node: Some(node.to_owned()),
+        latency: latency.map(Duration::from_millis),
+        jitter: jitter.map(Duration::from_millis),
+        bandwidth: None,
+        link: Some(link),
+    }
+}
+
+/// The median round trip of a one-message query on `client`, over `n` tries.
+async fn median_round_trip(client: &Client, n: usize) -> Duration {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        client.simple_query("SELECT 1").await.unwrap();
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    samples[n / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_link_latency_adds_to_each_round_trip_live() {
+    let stack = stack(&[0]).await;
+    let open = through_client_link(&stack).await;
+    let before = median_round_trip(&open, 50).await;
+    run_net(
+        &stack.stack().unwrap(),
+        &net("replica1", LinkKind::Client, Some(80), Some(10)),
+    )
+    .unwrap();
+    // Live on the connection opened before the change, and on a new one.
+    let added_open = median_round_trip(&open, 250).await.as_secs_f64() - before.as_secs_f64();
+    let fresh = through_client_link(&stack).await;
+    let added_new = median_round_trip(&fresh, 250).await.as_secs_f64() - before.as_secs_f64();
+    for (which, added) in [("open", added_open), ("new", added_new)] {
+        assert!(
+            (added * 1000.0 - 80.0).abs() <= 2.0,
+            "an {which} connection's median round trip grew by {:.2} ms, not 80 ± 2 ms",
+            added * 1000.0
+        );
+    }
+    run_heal(&stack.stack().unwrap(), Some("replica1")).unwrap();
+    let healed = median_round_trip(&open, 50).await;
+    assert!(healed < Duration::from_millis(20), "{healed:?} after heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_replication_link_stops_wal_until_healed_across_down_and_up() {
+    let stack = stack(&[0]).await;
+    let primary = stack.admin("primary").await.unwrap();
+    let replica = stack.admin("replica1").await.unwrap();
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let partition = PartitionArgs {
+        node: "replica1".into(),
+        link: Some(LinkKind::Replication),
+        mode: Mode::Blackhole,
+    };
+    run_partition(&stack.stack().unwrap(), &partition).unwrap();
+    primary
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // Time is what is tested: for 3 s, nothing arrives.
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(3) {
+        assert!(
+            !support::visible(&replica, "t", 1).await,
+            "WAL crossed a cut link"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let nodes = status(&stack).await;
+    let r1 = nodes.iter().find(|n| n.node == "replica1").unwrap();
+    assert_eq!(r1.streaming, Some(false), "{r1:?}");
+    assert_eq!(r1.faults.as_deref(), Some("replication: blackhole"));
+    assert!(r1.replay_lag_bytes.unwrap_or(0) > 0, "{r1:?}");
+
+    // The cut survives down and up: `up` does not wait for the replica.
+    stack
+        .native()
+        .unwrap()
+        .down(&mut drr_stack::progress::Progress::new(true))
+        .unwrap();
+    stack.up().await.unwrap();
+    let replica = stack.admin("replica1").await.unwrap();
+    assert!(!support::visible(&replica, "t", 1).await);
+    let nodes = status(&stack).await;
+    assert_eq!(
+        nodes
+            .iter()
+            .find(|n| n.node == "replica1")
+            .unwrap()
+            .faults
+            .as_deref(),
+        Some("replication: blackhole")
+    );
+
+    run_heal(&stack.stack().unwrap(), None).unwrap();
+    let caught_up = support::time_until_visible(&replica, "t", 1, WAIT).await;
+    assert!(
+        caught_up.is_some(),
+        "the replica did not catch up after heal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let stack = stack(&[0]).await;
+    let handle = stack.stack().unwrap();
+    let refusals = [
+        run_net(&handle, &net("nope", LinkKind::Client, Some(80), None)),
+        run_net(&handle, &net("primary", LinkKind::Client, Some(80), None)),
+        run_net(&handle, &net("replica1", LinkKind::Client, None, Some(5))),
+        run_net(
+            &handle,
+            &net("replica1", LinkKind::Client, Some(3_600_000), None),
+        ),
+        run_net(
+            &handle,
+            &NetArgs {
+                bandwidth: Some("fast".into()),
+                ..net("replica1", LinkKind::Client, None, None)
+            },
+        ),
+    ];
+    let messages: Vec<String> = refusals
+        .into_iter()
+        .map(|r| format!("{:#}", r.unwrap_err()))
+        .collect();
+    for (message, expected) in messages.iter().zip([
+        "there is no node `nope`",
+        "node `primary` has no link through the fault proxy",
+        "--jitter needs --latency",
+        "more than drr allows",
+        "is not a bandwidth",
+    ]) {
+        assert!(message.contains(expected), "{message}");
+    }
+    let toxics = stack.native().unwrap().net_dir().toxics().unwrap();
+    assert!(toxics.is_empty(), "{toxics:?}");
+}
+
+async fn status(stack: &TempStack) -> Vec<drr_stack::status::NodeStatus> {
+    let secrets = stack.secrets().unwrap();
+    let mut nodes = drr_stack::status::gather(stack.spec(), &secrets, &Default::default()).await;
+    stack.stack().unwrap().annotate(&mut nodes);
+    nodes
+}
