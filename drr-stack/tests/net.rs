@@ -195,3 +195,65 @@ async fn status(stack: &TempStack) -> Vec<drr_stack::status::NodeStatus> {
     stack.stack().unwrap().annotate(&mut nodes);
     nodes
 }
+
+mod requires_toxiproxy_python {
+    use super::*;
+
+    /// Runs `script` with toxiproxy-python pointed at the stack's API.
+    fn python(stack: &TempStack, script: &str) -> String {
+        let api = stack.spec().net_api.unwrap();
+        let prelude = format!(
+            "from toxiproxy import Toxiproxy\nfrom toxiproxy.api import APIConsumer\n\
+             APIConsumer.host = '127.0.0.1'\nAPIConsumer.port = {api}\n\
+             proxy = Toxiproxy().get_proxy('replica1-client')\n"
+        );
+        let out = std::process::Command::new(testing::toxiproxy_python())
+            .args(["-c", &(prelude + script)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_toxiproxy_client_sets_and_removes_a_latency_toxic() {
+        testing::TOXIPROXY_PYTHON.require(&xtask_root());
+        let stack = stack(&[0]).await;
+        let client = through_client_link(&stack).await;
+        let listed = python(
+            &stack,
+            "proxy.add_toxic(name='lag', type='latency', attributes={'latency': 100})\n\
+             print(sorted(Toxiproxy().proxies()), sorted(proxy.toxics()))",
+        );
+        assert_eq!(
+            listed.trim(),
+            "['replica1-client', 'replica1-replication'] ['lag']"
+        );
+        let slow = median_round_trip(&client, 9).await;
+        assert!(slow >= Duration::from_millis(100), "{slow:?}");
+        // The API's change is the stack's: the toxics file holds it.
+        let toxics = stack.native().unwrap().net_dir().toxics().unwrap();
+        assert_eq!(toxics["replica1-client"][0].name, "lag");
+
+        python(&stack, "proxy.destroy_toxic('lag')\nToxiproxy().reset()");
+        let fast = median_round_trip(&client, 9).await;
+        assert!(fast < Duration::from_millis(50), "{fast:?}");
+        assert!(
+            stack
+                .native()
+                .unwrap()
+                .net_dir()
+                .toxics()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    fn xtask_root() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+}

@@ -254,8 +254,28 @@ pub const COMPOSE_CHECKER: Requirement = Requirement {
     check: check_compose_checker,
 };
 
+/// A Python with toxiproxy-python (a real Toxiproxy client, to drive the
+/// fault proxy's API): `$DRR_TOXIPROXY_PYTHON`, else `python3`.
+pub const TOXIPROXY_PYTHON: Requirement = Requirement {
+    module: "requires_toxiproxy_python",
+    what: "a Python with toxiproxy-python ($DRR_TOXIPROXY_PYTHON, else python3)",
+    check: check_toxiproxy_python,
+};
+
+/// Environment variable naming the Python [`TOXIPROXY_PYTHON`] runs.
+pub const TOXIPROXY_PYTHON_ENV: &str = "DRR_TOXIPROXY_PYTHON";
+
+/// The Python interpreter [`TOXIPROXY_PYTHON`] names.
+pub fn toxiproxy_python() -> String {
+    std::env::var(TOXIPROXY_PYTHON_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
 /// Every requirement `cargo xtask test` knows.
-pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI];
+pub const REQUIREMENTS: &[Requirement] =
+    &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI, TOXIPROXY_PYTHON];
 
 /// Where CI provides the Compose Specification's JSON schema for the
 /// workspace at `root`.
@@ -307,6 +327,21 @@ fn check_docker(_: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn check_toxiproxy_python(_: &Path) -> Result<()> {
+    let python = toxiproxy_python();
+    crate::command::Command::new(&python)
+        .args(["-c", "import toxiproxy"])
+        .read()
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "`{python}` cannot import toxiproxy; `python3 -m venv /tmp/toxiproxy-venv && \
+                 /tmp/toxiproxy-venv/bin/pip install toxiproxy-python`, then set \
+                 {TOXIPROXY_PYTHON_ENV}=/tmp/toxiproxy-venv/bin/python"
+            )
+        })
 }
 
 fn check_compose_checker(root: &Path) -> Result<()> {
