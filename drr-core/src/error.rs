@@ -47,6 +47,11 @@ enum Inner {
          pooled connection; use `transaction()` for statements that belong together"
     )]
     SessionStatement { reason: Reason },
+    #[error(
+        "a read on {node} got no answer within read_timeout ({after:?}); the replica is banned \
+         and the read retried elsewhere"
+    )]
+    ReadTimeout { node: Arc<str>, after: Duration },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -98,6 +103,13 @@ impl Error {
         }))
     }
 
+    pub(crate) fn read_timeout(node: &Arc<str>, after: Duration) -> Self {
+        Error(Box::new(Inner::ReadTimeout {
+            node: node.clone(),
+            after,
+        }))
+    }
+
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
         Error(Box::new(if is_login_refused(&source) {
@@ -116,6 +128,7 @@ impl Error {
             | Inner::Connect { node, .. }
             | Inner::Authentication { node, .. }
             | Inner::Pool { node, .. }
+            | Inner::ReadTimeout { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
             Inner::Config(_)
             | Inner::NoHealthyNode { .. }
@@ -155,6 +168,12 @@ impl Error {
         matches!(&*self.0, Inner::Connect { .. })
     }
 
+    /// Whether a read on a replica got no answer within
+    /// [`read_timeout`](crate::RouterConfig::read_timeout).
+    pub fn is_read_timeout(&self) -> bool {
+        matches!(&*self.0, Inner::ReadTimeout { .. })
+    }
+
     /// Whether the node refused the login (SQLSTATE class 28: a wrong
     /// password, an unknown role, a `pg_hba.conf` rule): check the user and
     /// password in its URL. Not a connection error: the node was reached.
@@ -185,11 +204,13 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a refused login, or a query
-    /// cancelled by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, no answer
+    /// within the read timeout, or a query cancelled by a conflict with
+    /// recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
             || self.is_authentication()
+            || self.is_read_timeout()
             || self.is_pool_timeout()
             || self.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
     }
