@@ -266,6 +266,12 @@ enum Command {
     /// `heal`. Latency is added to each round trip (on the stream towards
     /// the client; for a replication link, the WAL). See
     /// docs/network-faults.md.
+    ///
+    /// Examples: `cargo xtask net replica1 --latency 80ms --jitter 10ms`
+    /// (a replica in another region); `cargo xtask net replica1 --bandwidth
+    /// 1mbit --link replication` (lag that grows under writes); `cargo
+    /// xtask net replica1 --latency 5000ms` (the original tool's `delay.sh
+    /// 5000`).
     Net(crate::net::NetArgs),
     /// Cut a node's links off: reads hang (blackhole) or fail (reset); a
     /// cut replication link stops the WAL stream, so lag grows.
@@ -287,6 +293,10 @@ enum Command {
 /// Parses the command line, runs the command for `spec`, and returns the
 /// exit code. `root` is the workspace that holds `compose/`.
 pub fn main(specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode {
+    // This program runs the fault proxy itself (`net-proxy`, hidden).
+    if let Ok(exe) = std::env::current_exe() {
+        crate::net::launch::use_program(exe);
+    }
     run_args(std::env::args_os().skip(1), specs, root)
 }
 
@@ -303,7 +313,6 @@ where
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    crate::net::launch::this_program_serves();
     match run(cli, specs.into(), root.into()) {
         Ok(code) => code,
         Err(e) => {

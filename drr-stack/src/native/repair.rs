@@ -154,7 +154,8 @@ impl Native<'_> {
         expected.replicas.retain(|r| !cut.contains(&r.node.name));
         for name in &cut {
             progress.note(&format!(
-                "not waiting for `{name}` to stream: a partition cuts its replication link                  (`cargo xtask heal {name}` restores it)"
+                "not waiting for `{name}` to stream: a partition cuts its replication link \
+                 (`cargo xtask heal {name}` restores it)"
             ));
         }
         readiness::wait_streaming(

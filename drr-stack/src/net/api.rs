@@ -217,6 +217,9 @@ async fn change(
         return (500, json!({"error": format!("{e:#}"), "status": 500}));
     }
     apply(&shared.senders, &all);
+    if let Err(e) = shared.net.write_applied(&all) {
+        return (500, json!({"error": format!("{e:#}"), "status": 500}));
+    }
     answer
 }
 

@@ -43,8 +43,7 @@ pub struct PartitionArgs {
     /// Which of the node's links (default: every link it opts in).
     #[arg(long, value_enum)]
     pub link: Option<LinkKind>,
-    /// `blackhole`: connections stay open and nothing gets through (reads
-    /// hang); `reset`: every connection is reset, new ones at once.
+    /// How to cut the links.
     #[arg(long, value_enum, default_value_t = Mode::Blackhole)]
     pub mode: Mode,
 }

@@ -55,6 +55,7 @@ async fn serve(net: NetDir) -> Result<()> {
         senders.insert(link.name.clone(), tx);
     }
     let senders: Senders = Arc::new(senders);
+    net.write_applied(&toxics)?;
     if let Some(port) = config.api {
         let listen = SocketAddr::new(config.host, port);
         let listener = TcpListener::bind(listen)
@@ -77,7 +78,12 @@ async fn serve(net: NetDir) -> Result<()> {
     loop {
         tokio::select! {
             _ = hangup.recv() => match net.toxics() {
-                Ok(toxics) => apply(&senders, &toxics),
+                Ok(toxics) => {
+                    apply(&senders, &toxics);
+                    if let Err(e) = net.write_applied(&toxics) {
+                        eprintln!("{e:#}");
+                    }
+                }
                 Err(e) => eprintln!("keeping the toxics in force: {e:#}"),
             },
             _ = terminate.recv() => break,

@@ -70,6 +70,12 @@ impl NetDir {
         self.root.join("toxics.json")
     }
 
+    /// What the running proxy applies now: it writes the toxics there
+    /// once they are in force.
+    pub fn applied_file(&self) -> PathBuf {
+        self.root.join("toxics.applied.json")
+    }
+
     /// Where `up` records the proxy's pid.
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("proxy.pid")
@@ -93,6 +99,16 @@ impl NetDir {
     /// Every link's toxics (none when no file was written yet).
     pub fn toxics(&self) -> Result<LinkToxics> {
         Ok(read_json(&self.toxics_file())?.unwrap_or_default())
+    }
+
+    /// The toxics the running proxy last put in force (none before it did).
+    pub fn applied(&self) -> Result<LinkToxics> {
+        Ok(read_json(&self.applied_file())?.unwrap_or_default())
+    }
+
+    /// Records `toxics` as in force (the proxy does, after applying them).
+    pub fn write_applied(&self, toxics: &LinkToxics) -> Result<()> {
+        write_json(&self.applied_file(), toxics, None)
     }
 
     /// Replaces the configuration.

@@ -3,9 +3,10 @@
 //!
 //! The proxy is a program of its own that outlives the command that starts
 //! it: `cargo xtask` runs its own binary with the hidden `net-proxy`
-//! subcommand; other programs (tests) run `drr-netproxy`, drr-stack's
-//! binary, found next to them or named by `DRR_NET_PROXY_EXE`. As for
-//! Postgres, drr signals only a process that serves this very directory.
+//! subcommand ([`use_program`]); other programs (tests) run `drr-netproxy`,
+//! drr-stack's binary, found next to them or named by `DRR_NET_PROXY_EXE`.
+//! As for Postgres, drr signals only a process that serves this very
+//! directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -28,23 +29,23 @@ pub const SUBCOMMAND: &str = "net-proxy";
 /// How long the proxy may take to listen, or to stop.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-static SELF_SERVES: OnceLock<()> = OnceLock::new();
+static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
-/// Declares that this program runs the proxy with `net-proxy --dir DIR`
-/// (drr-stack's CLI does).
-pub fn this_program_serves() {
-    let _ = SELF_SERVES.set(());
+/// Runs the proxy with `program net-proxy --dir DIR` from now on: `cargo
+/// xtask` names itself, a test the xtask binary it runs commands of.
+pub fn use_program(program: PathBuf) {
+    let _ = PROGRAM.set(program);
 }
 
 /// The program that runs the proxy.
 fn program() -> Result<PathBuf> {
+    if let Some(program) = PROGRAM.get() {
+        return Ok(program.clone());
+    }
     if let Some(exe) = std::env::var_os(PROXY_EXE_ENV).filter(|v| !v.is_empty()) {
         return Ok(exe.into());
     }
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    if SELF_SERVES.get().is_some() {
-        return Ok(exe);
-    }
     exe.ancestors()
         .skip(1)
         .take(2)
@@ -171,14 +172,26 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-/// Tells the running proxy of `net` to re-read its toxics; `false` when
-/// none runs (the toxics apply when `up` starts it).
+/// Tells the running proxy of `net` to re-read its toxics and waits until
+/// they are in force; `false` when none runs (the toxics apply when `up`
+/// starts it).
 pub fn reload(net: &NetDir) -> Result<bool> {
     let Some(pid) = running_pid(net) else {
         return Ok(false);
     };
+    let wanted = net.toxics()?;
     kill(Pid::from_raw(pid), Signal::SIGHUP)
         .with_context(|| format!("cannot signal the fault proxy (pid {pid})"))?;
+    let deadline = Instant::now() + TIMEOUT;
+    while net.applied().ok().as_ref() != Some(&wanted) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fault proxy (pid {pid}) did not apply the new faults within {TIMEOUT:?}; its log \
+             ({}) may say why",
+            net.log_file().display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     Ok(true)
 }
 

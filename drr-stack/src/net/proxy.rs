@@ -142,7 +142,7 @@ async fn direction(
                     return End::Closed;
                 };
                 last_due = last_due.max(due);
-                tokio::time::sleep_until(last_due).await;
+                pause_until(last_due).await;
                 loop {
                     let effect = Effect::of(&toxics.borrow(), stream);
                     if broken(&effect, &mut held_since) {
@@ -210,8 +210,16 @@ async fn send(
             .min(rest.len());
         let started = Instant::now();
         to.write_all(&rest[..slice]).await?;
-        tokio::time::sleep_until(started + effect.transfer_time(slice)).await;
+        pause_until(started + effect.transfer_time(slice)).await;
         rest = &rest[slice..];
     }
     Ok(())
+}
+
+/// Sleeps until `deadline` unless it has passed: a timer rounds up to the
+/// next millisecond, which a chunk without latency must not pay.
+async fn pause_until(deadline: Instant) {
+    if deadline > Instant::now() {
+        tokio::time::sleep_until(deadline).await;
+    }
 }
