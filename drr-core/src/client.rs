@@ -122,7 +122,7 @@ impl NodeClient {
     }
 
     /// Closes the connection instead of returning it to the pool.
-    fn discard(mut self) {
+    pub(crate) fn discard(mut self) {
         if let Some(object) = self.object.take() {
             self.node_ref().counters.discarded();
             drop(deadpool_postgres::Object::take(object));

@@ -71,6 +71,11 @@ enum Inner {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(
+        "a read on {node} got no answer within read_timeout ({after:?}); the replica is banned \
+         and the read retried elsewhere"
+    )]
+    ReadTimeout { node: Arc<str>, after: Duration },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -142,6 +147,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn read_timeout(node: &Arc<str>, after: Duration) -> Self {
+        Error(Box::new(Inner::ReadTimeout {
+            node: node.clone(),
+            after,
+        }))
+    }
+
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
         Error(Box::new(if is_login_refused(&source) {
@@ -162,6 +174,7 @@ impl Error {
             | Inner::Pool { node, .. }
             | Inner::NotPrimary { node, .. }
             | Inner::PrimaryLost { node, .. }
+            | Inner::ReadTimeout { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
             Inner::Config(_)
             | Inner::NoHealthyNode { .. }
@@ -222,6 +235,12 @@ impl Error {
         )
     }
 
+    /// Whether a read on a replica got no answer within
+    /// [`read_timeout`](crate::RouterConfig::read_timeout).
+    pub fn is_read_timeout(&self) -> bool {
+        matches!(&*self.0, Inner::ReadTimeout { .. })
+    }
+
     /// Whether the node refused the login (SQLSTATE class 28: a wrong
     /// password, an unknown role, a `pg_hba.conf` rule): check the user and
     /// password in its URL. Not a connection error: the node was reached.
@@ -252,11 +271,13 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a refused login, or a query
-    /// cancelled by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, no answer
+    /// within the read timeout, or a query cancelled by a conflict with
+    /// recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
             || self.is_authentication()
+            || self.is_read_timeout()
             || self.is_pool_timeout()
             || self.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
     }

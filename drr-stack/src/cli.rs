@@ -265,6 +265,36 @@ enum Command {
     /// Build a local Postgres image for the compose backend without any
     /// registry (cached).
     Image,
+    /// Show or set network faults (latency, jitter, bandwidth) on the
+    /// links the spec opts into the fault proxy.
+    ///
+    /// Without NODE, lists every link and its faults. Faults apply at once
+    /// to new and open connections and stay (across `down`/`up`) until
+    /// `heal`. Latency is added to each round trip (on the stream towards
+    /// the client; for a replication link, the WAL). See
+    /// docs/network-faults.md.
+    ///
+    /// Examples: `cargo xtask net replica1 --latency 80ms --jitter 10ms`
+    /// (a replica in another region); `cargo xtask net replica1 --bandwidth
+    /// 1mbit --link replication` (lag that grows under writes); `cargo
+    /// xtask net replica1 --latency 5000ms` (the original tool's `delay.sh
+    /// 5000`).
+    Net(crate::net::NetArgs),
+    /// Cut a node's links off: reads hang (blackhole) or fail (reset); a
+    /// cut replication link stops the WAL stream, so lag grows.
+    Partition(crate::net::PartitionArgs),
+    /// Remove every network fault of a node's links (default: every link).
+    Heal {
+        /// The node to heal.
+        node: Option<String>,
+    },
+    /// Run the fault proxy of a state directory (`up` starts it).
+    #[command(hide = true)]
+    NetProxy {
+        /// The proxy's directory (`<state>/net`).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command for `spec`, and returns the
@@ -273,6 +303,10 @@ enum Command {
 /// its spec is handed over.
 #[track_caller]
 pub fn main(specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode {
+    // This program runs the fault proxy itself (`net-proxy`, hidden).
+    if let Ok(exe) = std::env::current_exe() {
+        crate::net::launch::use_program(exe);
+    }
     run_args(std::env::args_os().skip(1), specs, root)
 }
 
@@ -430,6 +464,16 @@ fn run(cli: Cli, specs: Specs, root: PathBuf) -> Result<ExitCode> {
         Command::Image => {
             crate::stack::build_image(spec, &mut progress).map(|()| ExitCode::SUCCESS)
         }
+        Command::Net(args) => {
+            crate::net::command::run_net(&stack()?, &args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Partition(args) => {
+            crate::net::command::run_partition(&stack()?, &args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Heal { node } => {
+            crate::net::command::run_heal(&stack()?, node.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::NetProxy { dir } => crate::net::daemon::run(&dir).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -481,6 +525,7 @@ fn refuse_on_external(command: &Command, name: &str) -> Result<()> {
         Command::Destroy { .. } => "never deletes",
         Command::Logs { .. } => "cannot read the logs of",
         Command::Image | Command::Bench { .. } => "builds and benchmarks nothing on",
+        Command::Net(_) | Command::Partition(_) | Command::Heal { .. } => "runs no fault proxy for",
         _ => return Ok(()),
     };
     anyhow::bail!(

@@ -67,9 +67,15 @@ pub fn writer_url(spec: &StackSpec, user: &str, password: &str, database: &str) 
 /// `DRR_REPLICA_DELAYS_MS`, and with `admin` the superuser's
 /// `DRR_ADMIN_PRIMARY_URL` and `DRR_ADMIN_REPLICA_URLS`.
 ///
-/// URLs log in as the spec's login role (see [`StackSpec::login`]).
+/// URLs log in as the spec's login role (see [`StackSpec::login`]); they
+/// reach a node through its client link when the spec opts one in (so an
+/// application meets the faults `cargo xtask net` sets), while the admin
+/// URLs, drr's own way in, always go direct.
 pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
+    let admin_spec = spec;
+    let through_links = spec.with_client_ports();
+    let spec = &through_links;
     if let Ok(credentials) = spec.login_credentials() {
         let (user, password, database) = (
             credentials.user.as_str(),
@@ -102,6 +108,7 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
         ),
     ));
     if let Some(secrets) = admin {
+        let spec = admin_spec;
         let admin = |node: &Node| {
             url(
                 spec,

@@ -39,6 +39,7 @@ pub mod failover;
 pub mod host;
 pub mod lag;
 pub mod native;
+pub mod net;
 pub mod probe;
 pub mod project;
 pub mod psql;

@@ -79,6 +79,7 @@ pub struct RouterConfig {
     pub(crate) pool_size: usize,
     pub(crate) pool_wait_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     pub(crate) balance: Balance,
     pub(crate) consistency: Consistency,
     pub(crate) max_lag: MaxLag,
@@ -136,6 +137,7 @@ impl RouterConfig {
             pool_size: 16,
             pool_wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(10),
             balance: Balance::default(),
             consistency: Consistency::default(),
             max_lag: MaxLag::none(),
@@ -203,6 +205,16 @@ impl RouterConfig {
     /// How long opening a connection may take (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a read on a replica may take, connecting included, before
+    /// drr abandons it, bans the replica and retries the read elsewhere
+    /// (default 10 s): a replica that stops answering without closing its
+    /// connections (a network blackhole) costs a read at most this. Reads
+    /// on the primary have no such deadline.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
         self
     }
 
@@ -396,6 +408,7 @@ mod tests {
             ("pool_size", c.pool_size.to_string()),
             ("pool_wait_timeout", time(c.pool_wait_timeout)),
             ("connect_timeout", time(c.connect_timeout)),
+            ("read_timeout", time(c.read_timeout)),
             ("balance", format!("{:?}", c.balance)),
             ("consistency", format!("{:?}", c.consistency)),
             ("max_lag", max_lag),

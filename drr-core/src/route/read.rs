@@ -53,23 +53,34 @@ pub(crate) async fn read<O: Op>(
     let mut failed = None;
     loop {
         let (id, error) = match choose(cluster, ctx, failed).await {
-            Ok(client) => match volatility::verdict(&client, statement.functions).await {
-                Ok(Some(Volatility::ReadOnly)) => match O::run(&client, sql, params).await {
-                    Ok(out) => {
-                        cluster.node(client.id()).counters.read();
-                        tracing::Span::current().record("node", client.node());
-                        return Ok(Routed {
-                            out,
-                            client,
-                            wrote: false,
-                        });
-                    }
-                    Err(err) => (client.id(), client.error(err)),
-                },
-                Ok(verdict) => {
+            Ok(client) => match within_deadline(cluster, client.id(), async {
+                match volatility::verdict(&client, statement.functions).await {
+                    Ok(Some(Volatility::ReadOnly)) => O::run(&client, sql, params).await.map(Ok),
+                    Ok(verdict) => Ok(Err(verdict)),
+                    Err(err) => Err(err),
+                }
+            })
+            .await
+            {
+                Err(timeout) => {
+                    // It may answer later, on a connection no one waits on.
+                    let id = client.id();
+                    client.discard();
+                    (id, timeout)
+                }
+                Ok(Ok(Ok(out))) => {
+                    cluster.node(client.id()).counters.read();
+                    tracing::Span::current().record("node", client.node());
+                    return Ok(Routed {
+                        out,
+                        client,
+                        wrote: false,
+                    });
+                }
+                Ok(Ok(Err(verdict))) => {
                     return writes::<O>(cluster, statement, params, client, verdict).await;
                 }
-                Err(err) => (client.id(), client.error(err)),
+                Ok(Err(err)) => (client.id(), client.error(err)),
             },
             Err(Failure::On(id, error)) => (id, error),
             Err(Failure::Final(error)) => return Err(error),
@@ -92,7 +103,7 @@ pub(crate) async fn read<O: Op>(
             return Err(error);
         }
         node.counters.retry();
-        if error.is_connection() || error.is_authentication() {
+        if error.is_connection() || error.is_authentication() || error.is_read_timeout() {
             node.ban(cluster.clock.now_ms(), cluster.config.ban_duration);
         }
         tracing::info!(node = %node.name, %error, "read failed on a replica: retrying elsewhere");
@@ -264,7 +275,24 @@ pub(crate) async fn connect_for_read(
     cluster: &Arc<Cluster>,
     id: NodeId,
 ) -> Result<NodeClient, Failure> {
-    connect(cluster, id)
+    match within_deadline(cluster, id, connect(cluster, id)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) | Err(error) => Err(Failure::On(id, error)),
+    }
+}
+
+/// Runs `work` for a read on node `id`: on a replica within the read
+/// timeout (`Err` when it passes), on the primary without a deadline.
+async fn within_deadline<T>(
+    cluster: &Cluster,
+    id: NodeId,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    if cluster.role(id) == crate::role::Role::Primary {
+        return Ok(work.await);
+    }
+    let after = cluster.config.read_timeout;
+    tokio::time::timeout(after, work)
         .await
-        .map_err(|error| Failure::On(id, error))
+        .map_err(|_| Error::read_timeout(&cluster.node(id).name, after))
 }

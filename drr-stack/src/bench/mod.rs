@@ -8,6 +8,7 @@
 //! Nothing here asserts a speed; it reports.
 
 mod lag;
+mod net;
 mod report;
 mod stack;
 
@@ -30,6 +31,9 @@ pub enum Part {
     Lag,
     /// The workspace's own `cargo bench` benchmarks.
     Cargo,
+    /// The fault proxy's overhead: round trips and throughput through a
+    /// client link against direct, alternating.
+    Net,
 }
 
 /// How much to measure.
@@ -69,6 +73,11 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             &mut comparisons,
         )
         .await?;
+        part_done(started);
+    }
+    if wanted(Part::Net) {
+        let started = part_started("the fault proxy's overhead");
+        net::figures(cache.path(), rounds, &mut comparisons).await?;
         part_done(started);
     }
     if wanted(Part::Cargo) {

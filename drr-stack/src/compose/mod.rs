@@ -114,6 +114,12 @@ impl<'p> Compose<'p> {
 
     /// [`Compose::up`], allowed to do what `options` allow.
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
+        anyhow::ensure!(
+            !self.spec().has_fault_links(),
+            "the spec opts links into the fault proxy, which only the native backend runs for \
+             now; run `cargo xtask up --backend native`, or remove `.client_link(...)` and \
+             `.replication_link(...)` from the spec"
+        );
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;

@@ -8,10 +8,12 @@
 //! acts on a half-valid spec.
 
 mod external;
+mod net;
 mod project;
 mod validate;
 
 pub use external::{Credentials, CredentialsError, EnvCredentials, External};
+pub use net::{Link, LinkKind, Links};
 pub use project::TestCommand;
 pub use validate::{Problem, SpecError};
 
@@ -112,6 +114,9 @@ pub struct StackSpec {
     pub compose: bool,
     /// What `cargo xtask test` runs; `None`: the workspace's Rust tests.
     pub test_command: Option<TestCommand>,
+    /// Port of the fault proxy's Toxiproxy-compatible HTTP API (see
+    /// [`StackSpec::net_api`]); `None`: no API.
+    pub net_api: Option<u16>,
 }
 
 /// A Postgres server of the stack.
@@ -127,6 +132,9 @@ pub struct Node {
     /// Where the node answers, for an external cluster's nodes (drr's own
     /// nodes answer on the spec's listen address).
     pub host: Option<String>,
+    /// Which of the node's links go through the fault proxy (none unless
+    /// the spec opts in; see [`Node::client_link`]).
+    pub links: Links,
 }
 
 /// A node with its part in the stack.
@@ -235,6 +243,7 @@ impl StackSpec {
             external: None,
             compose: true,
             test_command: None,
+            net_api: None,
         }
     }
 
@@ -466,6 +475,7 @@ impl Node {
             port,
             settings: Settings::new(),
             host: None,
+            links: Links::default(),
         }
     }
 

@@ -166,6 +166,7 @@ impl Validator {
         }
         self.roles(spec);
         self.databases(spec);
+        self.problems.extend(super::net::problems(spec));
         self.project(spec);
     }
 
