@@ -30,6 +30,9 @@ pub trait Servers {
     /// The backend, for the commands that messages suggest.
     fn backend(&self) -> Backend;
 
+    /// How long replicas may take to stream after their servers start.
+    fn ready_timeout(&self) -> Duration;
+
     /// Whether `node`'s server (process or container) runs, so that the
     /// port it holds is its own.
     fn runs(&self, node: &str) -> bool;
@@ -158,9 +161,9 @@ pub async fn wait_streaming(
     admin: &Client,
     servers: &impl Servers,
     rebuild: &impl Rebuild,
-    timeout: Duration,
     progress: &mut Progress,
 ) -> Result<()> {
+    let timeout = servers.ready_timeout();
     let mut rebuilt = Vec::new();
     loop {
         let started = Instant::now();

@@ -192,16 +192,7 @@ impl<'p> Compose<'p> {
             compose: self,
             image,
         };
-        readiness::wait_streaming(
-            self.spec(),
-            &self.secrets,
-            admin,
-            self,
-            &rebuild,
-            READY_TIMEOUT,
-            progress,
-        )
-        .await
+        readiness::wait_streaming(self.spec(), &self.secrets, admin, self, &rebuild, progress).await
     }
 
     /// Runs the spec's idempotent bootstrap SQL in the primary's container,
@@ -410,6 +401,10 @@ impl readiness::Rebuild for Rebuilder<'_, '_> {
 impl Servers for Compose<'_> {
     fn backend(&self) -> Backend {
         Backend::Compose
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        READY_TIMEOUT
     }
 
     fn runs(&self, node: &str) -> bool {

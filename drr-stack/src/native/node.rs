@@ -294,6 +294,10 @@ impl Servers for Native<'_> {
         Backend::Native
     }
 
+    fn ready_timeout(&self) -> Duration {
+        READY_TIMEOUT
+    }
+
     fn runs(&self, node: &str) -> bool {
         process::running_pid(&self.state.data_dir(node)).is_some()
     }

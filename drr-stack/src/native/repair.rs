@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::{Native, READY_TIMEOUT};
+use super::Native;
 use crate::host::Binaries;
 use crate::pg;
 use crate::progress::Progress;
@@ -158,16 +158,7 @@ impl Native<'_> {
                  (`cargo xtask heal {name}` restores it)"
             ));
         }
-        readiness::wait_streaming(
-            &expected,
-            secrets,
-            admin,
-            self,
-            &rebuild,
-            READY_TIMEOUT,
-            progress,
-        )
-        .await
+        readiness::wait_streaming(&expected, secrets, admin, self, &rebuild, progress).await
     }
 }
 
