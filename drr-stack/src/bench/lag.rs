@@ -205,7 +205,17 @@ async fn under_load(
                 &bins,
                 &spec,
                 &secrets,
-                &["-n", "-c", "4", "-j", "2", "-R", &tps.to_string(), "-T", &seconds],
+                &[
+                    "-n",
+                    "-c",
+                    "4",
+                    "-j",
+                    "2",
+                    "-R",
+                    &tps.to_string(),
+                    "-T",
+                    &seconds,
+                ],
             )
         })
     };
