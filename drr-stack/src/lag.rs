@@ -130,6 +130,11 @@ pub async fn delay(
     change: DelayChange,
 ) -> Result<Vec<DelayState>> {
     let clients = connect_all(spec, replicas, secrets).await?;
+    if change != DelayChange::Show {
+        for (replica, client) in &clients {
+            refuse_under_patroni(client, replica).await?;
+        }
+    }
     let mut outcomes = Vec::new();
     for (replica, client) in &clients {
         outcomes.push((
@@ -138,6 +143,31 @@ pub async fn delay(
         ));
     }
     every_replica("the delay", outcomes)
+}
+
+/// Refuses a delay change on a node whose configuration Patroni writes:
+/// Patroni owns the recovery settings, and at its next HA loop it removes
+/// `recovery_min_apply_delay` from `postgresql.auto.conf`, so an
+/// `ALTER SYSTEM` delay would hold for about a second. Patroni's layout
+/// gives it away: its `postgresql.conf` includes `postgresql.base.conf`.
+/// Where the role may not read `pg_file_settings`, nothing is refused.
+async fn refuse_under_patroni(client: &Client, replica: &Replica) -> Result<()> {
+    let patroni = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_file_settings \
+             WHERE sourcefile LIKE '%/postgresql.base.conf')",
+            &[],
+        )
+        .await
+        .is_ok_and(|row| row.get::<_, bool>(0));
+    anyhow::ensure!(
+        !patroni,
+        "`{}` is managed by Patroni, which removes a delay set with ALTER SYSTEM at its next \
+         loop; set `recovery_min_apply_delay` under `postgresql.recovery_conf` in that node's \
+         Patroni configuration and run `patronictl reload`",
+        replica.node.name
+    );
+    Ok(())
 }
 
 async fn change_delay(

@@ -30,7 +30,7 @@ use drr_stack::spec::StackSpec;
 use drr_stack::stack::Stack;
 use drr_stack::status;
 use drr_stack::testing::DOCKER;
-use support::{time_until_visible, visible};
+use support::{time_until_visible, visible, visible_at};
 use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -222,18 +222,24 @@ mod requires_docker {
         // A write shows on each replica after that replica's delay.
         let delayed = stack.connect("replica1").await;
         let prompt = stack.connect("replica2").await;
+        // Lower bounds count from before the write was sent (see
+        // `visible_at`), upper bounds from its return.
+        let sent = Instant::now();
         primary
             .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
             .await
             .unwrap();
-        let took = time_until_visible(&prompt, "t", 1, WAIT).await;
+        let committed = Instant::now();
+        let took = visible_at(&prompt, "t", 1, WAIT)
+            .await
+            .map(|at| at - committed);
         assert!(
             took.is_some_and(|t| t < Duration::from_millis(900)),
             "replica2: {took:?}"
         );
-        let took = time_until_visible(&delayed, "t", 1, WAIT).await;
+        let took = visible_at(&delayed, "t", 1, WAIT).await.map(|at| at - sent);
         assert!(
-            took.is_some_and(|t| t >= Duration::from_millis(800)),
+            took.is_some_and(|t| t >= Duration::from_millis(1000)),
             "replica1 (1000 ms): {took:?}"
         );
 

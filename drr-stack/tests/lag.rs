@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drr_stack::lag::{self, DelayChange};
-use support::{TempStack, spec, time_until_visible, visible};
+use support::{TempStack, spec, time_until_visible, visible, visible_at};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -69,22 +69,28 @@ async fn a_delay_change_takes_effect_live_per_replica() {
         .unwrap();
     // Wait for the table itself before timing rows.
     support::wait_for_table(&c2, "t", WAIT).await;
+    // A replica applies a commit no sooner than its commit timestamp plus
+    // the delay, and that timestamp comes after `sent`: lower bounds count
+    // from `sent`, upper bounds from `committed`, whatever the load.
+    let sent = Instant::now();
     primary
         .batch_execute("INSERT INTO t VALUES (1)")
         .await
         .unwrap();
     let committed = Instant::now();
-    let (t1, t2) = tokio::join!(
-        time_until_visible(&c1, "t", 1, WAIT),
-        time_until_visible(&c2, "t", 1, WAIT)
-    );
-    let (t1, t2) = (t1.expect("replica1 sees it"), t2.expect("replica2 sees it"));
+    let (v1, v2) = tokio::join!(visible_at(&c1, "t", 1, WAIT), visible_at(&c2, "t", 1, WAIT));
+    let (v1, v2) = (v1.expect("replica1 sees it"), v2.expect("replica2 sees it"));
     assert!(
-        t1 >= Duration::from_millis(250) && t1 < Duration::from_millis(1200),
-        "replica1 after {t1:?}"
+        v1 - sent >= Duration::from_millis(300) && v1 - committed < Duration::from_millis(1200),
+        "replica1 after {:?} from sending, {:?} from the commit's return",
+        v1 - sent,
+        v1 - committed
     );
-    assert!(t2 >= Duration::from_millis(1400), "replica2 after {t2:?}");
-    assert!(committed.elapsed() < WAIT);
+    assert!(
+        v2 - sent >= Duration::from_millis(1500),
+        "replica2 after {:?}",
+        v2 - sent
+    );
 
     // The runtime delay survives a restart; --reset returns to the spec's.
     stack

@@ -1,13 +1,14 @@
 //! drr attached to a cluster it did not start: a Patroni cluster (etcd and
 //! two nodes) on this machine. `up` checks it, `status`, `env` and `probe`
-//! work on it, `delay` tunes its replica, and after `patronictl switchover`
+//! work on it, `delay` refuses what Patroni would undo, and after `patronictl switchover`
 //! drr follows the roles Patroni gave.
 
 mod requires_patroni {
     use std::process::ExitCode;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use drr_stack::cli::run_args;
+    use drr_stack::lag::{self, DelayChange};
     use drr_stack::testing::patroni::{PATRONI, PatroniCluster, PatroniOptions};
     use drr_stack::testing::scratch_dir;
 
@@ -51,23 +52,41 @@ mod requires_patroni {
             "every probe marker reached the replica"
         );
 
-        // `delay` works here: the admin role is a superuser, and Patroni
-        // leaves postgresql.auto.conf to ALTER SYSTEM.
+        // `delay` is refused, and changes nothing: Patroni owns the
+        // recovery settings and would remove an ALTER SYSTEM delay at its
+        // next loop. Showing the delay works.
         let leader = runtime.block_on(cluster.leader()).expect("a leader");
         let replica = if leader == "node1" { "node2" } else { "node1" };
-        assert_eq!(run(&["delay", "300ms"]), ExitCode::SUCCESS);
-        assert_eq!(show_delay(&runtime, &cluster, replica), "300ms");
-        assert_eq!(run(&["delay", "--reset"]), ExitCode::SUCCESS);
-        assert_eq!(show_delay(&runtime, &cluster, replica), "0");
+        let project = drr_stack::project::Project::new(cluster.spec().clone(), root.path())
+            .expect("a valid spec");
+        let secrets = project.secrets().expect("the admin credentials");
+        let targets = lag::select(cluster.spec(), &[]).expect("the spec's replicas");
+        let refused = runtime
+            .block_on(lag::delay(
+                cluster.spec(),
+                &secrets,
+                &targets,
+                DelayChange::Set(Duration::from_millis(300)),
+            ))
+            .expect_err("Patroni would undo it");
+        assert!(
+            format!("{refused:#}").contains("managed by Patroni")
+                && format!("{refused:#}").contains("patronictl reload"),
+            "{refused:#}"
+        );
+        assert_eq!(run(&["delay", "300ms"]), ExitCode::FAILURE);
+        assert_eq!(
+            show_delay(&runtime, &cluster, replica),
+            "0",
+            "nothing changed"
+        );
+        assert_eq!(run(&["delay"]), ExitCode::SUCCESS, "showing the delay");
 
         let started = Instant::now();
         runtime
             .block_on(cluster.switchover(replica))
             .expect("patronictl switchover");
         let switchover_took = started.elapsed();
-        let project = drr_stack::project::Project::new(cluster.spec().clone(), root.path())
-            .expect("a valid spec");
-        let secrets = project.secrets().expect("the admin credentials");
         let roles = runtime
             .block_on(drr_stack::topology::discover(cluster.spec(), &secrets))
             .expect("drr finds the roles");

@@ -103,9 +103,26 @@ pub async fn time_until_visible(
     timeout: Duration,
 ) -> Option<Duration> {
     let start = Instant::now();
+    let seen = visible_at(client, table, id, timeout).await?;
+    Some(seen - start)
+}
+
+/// Polls until row `id` of `table` is visible on `client`; returns the
+/// moment a poll first saw it, or `None` after `timeout`.
+///
+/// A lower bound on lag is sound only from a moment taken before the write
+/// was sent (the commit timestamp, from which a replica counts its delay,
+/// comes after it); an upper bound, from one taken after the write returned.
+pub async fn visible_at(
+    client: &Client,
+    table: &str,
+    id: i32,
+    timeout: Duration,
+) -> Option<Instant> {
+    let start = Instant::now();
     while start.elapsed() < timeout {
         if visible(client, table, id).await {
-            return Some(start.elapsed());
+            return Some(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
