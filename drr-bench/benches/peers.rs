@@ -1,17 +1,17 @@
 //! drr against its peers, on a stack `cargo xtask bench --only peers` starts
 //! (one replica 100 ms behind, pgpool-II in front of it):
 //!
-//! - "7. peers: throughput and latency": `SELECT 1` and a 1-row indexed
+//! - "8. peers: throughput and latency": `SELECT 1` and a 1-row indexed
 //!   select at 1 and 8 tasks, through a raw deadpool of tokio-postgres
 //!   clients on the replica, through drr-core's router, and through the same
 //!   raw pool of clients connected to pgpool-II; rounds rotate which side
 //!   goes first; queries/s and per-query latency.
-//! - "7. peers: stale reads": web-shaped requests: request 1 writes a row,
+//! - "8. peers: stale reads": web-shaped requests: request 1 writes a row,
 //!   request 2 (a new connection or session) reads it at once. Stale reads
 //!   and reads served by the primary, per 1000, for pgpool-II and for
 //!   drr-core's `Eventual`, `PinAfterWrite(2 s)` and `ReadYourWrites` (the
 //!   token handed from request 1 to request 2).
-//! - "7. peers: per-test databases": a suite of 20 tests, each with a
+//! - "8. peers: per-test databases": a suite of 20 tests, each with a
 //!   database of its own with the migrations applied: `#[sqlx::test]`'s
 //!   machinery (what the attribute expands to: create a database on the
 //!   primary, migrate, run, drop) against drr's pooled per-test databases
@@ -33,9 +33,9 @@ use tokio_postgres::types::ToSql;
 
 use drr_bench::report::{Figure, compare};
 
-const SPEED: &str = "7. peers: throughput and latency (pgpool-II)";
-const STALE: &str = "7. peers: stale reads across requests (pgpool-II)";
-const PER_TEST: &str = "7. peers: per-test databases (#[sqlx::test])";
+const SPEED: &str = "8. peers: throughput and latency (pgpool-II)";
+const STALE: &str = "8. peers: stale reads across requests (pgpool-II)";
+const PER_TEST: &str = "8. peers: per-test databases (#[sqlx::test])";
 const ROWS: i32 = 10_000;
 const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS drr_peers_items (id int PRIMARY KEY, name text NOT NULL); \
      INSERT INTO drr_peers_items SELECT i, 'item ' || i FROM generate_series(1, 10000) i ON CONFLICT DO NOTHING; \

@@ -75,9 +75,10 @@ impl NodeClient {
         &self.node_ref().name
     }
 
-    /// Whether the connection is to the primary or a replica.
+    /// Whether the connection is to the primary or a replica, as the router
+    /// knows it now.
     pub fn role(&self) -> Role {
-        self.node_ref().role
+        self.in_flight.cluster.role(self.id())
     }
 
     pub(crate) fn id(&self) -> NodeId {
@@ -93,12 +94,26 @@ impl NodeClient {
         Error::postgres(&self.node_ref().name, err)
     }
 
+    /// Wraps a driver error from a write with this node's name. In a cluster
+    /// whose primary the router discovers, a node in recovery or a broken
+    /// connection is a failover error, and the monitor looks for the
+    /// primary at once.
+    pub(crate) fn write_error(&self, err: tokio_postgres::Error) -> Error {
+        self.in_flight
+            .cluster
+            .primary_error(self.id(), self.error(err))
+    }
+
     /// Records, in `session`, a write just committed through this primary
     /// connection: pins the session and, under read-your-writes, takes a
     /// token.
     pub(crate) async fn note_write(&self, session: &SessionState) -> Result<()> {
         let token = if session.wants_token() {
-            Some(wal::commit_token(self).await.map_err(|e| self.error(e))?)
+            Some(
+                wal::commit_token(self)
+                    .await
+                    .map_err(|e| self.write_error(e))?,
+            )
         } else {
             None
         };
@@ -107,7 +122,7 @@ impl NodeClient {
     }
 
     /// Closes the connection instead of returning it to the pool.
-    fn discard(mut self) {
+    pub(crate) fn discard(mut self) {
         if let Some(object) = self.object.take() {
             self.node_ref().counters.discarded();
             drop(deadpool_postgres::Object::take(object));
@@ -158,16 +173,19 @@ impl std::fmt::Debug for NodeClient {
 pub struct Transaction<'s> {
     /// Present until commit, rollback or drop.
     client: Option<NodeClient>,
+    /// Read-write, on the primary.
+    writes: bool,
     /// The session to tell about the commit of a read-write transaction.
     writer: Option<&'s SessionState>,
 }
 
 impl<'s> Transaction<'s> {
-    /// `writer` is the session whose write this is, for read-write
-    /// transactions.
-    pub(crate) fn new(client: NodeClient, writer: Option<&'s SessionState>) -> Self {
+    /// A read-write transaction on the primary if `writes`, with `writer`
+    /// the session whose write it is (if any); else a read-only one.
+    pub(crate) fn new(client: NodeClient, writes: bool, writer: Option<&'s SessionState>) -> Self {
         Transaction {
             client: Some(client.handed_out()),
+            writes,
             writer,
         }
     }
@@ -196,10 +214,13 @@ impl<'s> Transaction<'s> {
             .client
             .take()
             .expect("transaction client is present until it ends");
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| client.error(e))?;
+        client.batch_execute("COMMIT").await.map_err(|e| {
+            if self.writes {
+                client.write_error(e)
+            } else {
+                client.error(e)
+            }
+        })?;
         match self.writer {
             Some(session) => client.note_write(session).await,
             None => Ok(()),

@@ -1,35 +1,50 @@
 //! Building a configuration from the environment printed by
-//! `cargo xtask env`.
+//! `cargo xtask env`: the variables of the [`drr_env`] contract, which
+//! drr-stack prints.
 
-use crate::config::RouterConfig;
+use drr_env::{Var, split};
+
+use crate::config::{Roles, RouterConfig};
 use crate::error::{Error, Result};
 
-/// The primary's URL.
-pub const PRIMARY_URL: &str = "DRR_PRIMARY_URL";
-/// The replicas' URLs, comma-separated.
-pub const REPLICA_URLS: &str = "DRR_REPLICA_URLS";
-/// Optional names for the replicas, comma-separated, in the same order.
-pub const REPLICA_NAMES: &str = "DRR_REPLICA_NAMES";
+/// The primary's URL ([`Var::PrimaryUrl`]).
+pub const PRIMARY_URL: &str = Var::PrimaryUrl.name();
+/// The replicas' URLs, comma-separated ([`Var::ReplicaUrls`]).
+pub const REPLICA_URLS: &str = Var::ReplicaUrls.name();
+/// Optional names for the replicas, comma-separated, in the same order
+/// ([`Var::ReplicaNames`]).
+pub const REPLICA_NAMES: &str = Var::ReplicaNames.name();
+/// A multi-host URL over every node with `target_session_attrs=read-write`:
+/// set by a stack whose primary may change, for clients that follow it
+/// ([`Var::WriterUrl`]).
+pub const WRITER_URL: &str = Var::WriterUrl.name();
 
 impl RouterConfig {
     /// A configuration from `DRR_PRIMARY_URL`, `DRR_REPLICA_URLS` and, if
     /// set, `DRR_REPLICA_NAMES`, with defaults for the rest.
+    ///
+    /// When `DRR_WRITER_URL` is set too (`cargo xtask env` prints it: the
+    /// stack can fail over), the router does not take `DRR_PRIMARY_URL`'s
+    /// node for the primary: it discovers the primary among all these nodes,
+    /// as [`cluster`](RouterConfig::cluster) does, and follows a failover.
+    /// The nodes keep their names (`primary` is the spec's primary, whatever
+    /// it is now).
     ///
     /// Run `cargo xtask env` to print these for the local stack.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let primary = lookup(PRIMARY_URL).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             Error::config(format!(
                 "{PRIMARY_URL} is not set; run `cargo xtask env` to print the variables for the local stack"
             ))
         })?;
         let urls = lookup(REPLICA_URLS).unwrap_or_default();
-        let urls: Vec<&str> = split_list(&urls).collect();
+        let urls: Vec<&str> = split(&urls).collect();
         let names = lookup(REPLICA_NAMES).unwrap_or_default();
-        let names: Vec<&str> = split_list(&names).collect();
+        let names: Vec<&str> = split(&names).collect();
         if !names.is_empty() && names.len() != urls.len() {
             return Err(Error::config(format!(
                 "{REPLICA_NAMES} has {} names but {REPLICA_URLS} has {} URLs",
@@ -44,12 +59,11 @@ impl RouterConfig {
                 None => config.replica(url)?,
             };
         }
+        if lookup(WRITER_URL).is_some_and(|url| !url.trim().is_empty()) {
+            config.roles = Roles::Discovered;
+        }
         Ok(config)
     }
-}
-
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -77,6 +91,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.replica_names().collect::<Vec<_>>(), ["east", "west"]);
+        assert!(!config.discovers_roles(), "no writer URL: a fixed primary");
+    }
+
+    #[test]
+    fn a_writer_url_means_the_primary_is_discovered() {
+        let config = from(&[
+            (PRIMARY_URL, "postgres://u@h:1/d"),
+            (REPLICA_URLS, "postgres://u@h:2/d"),
+            (
+                WRITER_URL,
+                "postgres://u@h:1,h:2/d?target_session_attrs=read-write",
+            ),
+        ])
+        .unwrap();
+        assert!(config.discovers_roles());
+        assert_eq!(
+            config.node_names().collect::<Vec<_>>(),
+            ["primary", "replica1"]
+        );
     }
 
     #[test]

@@ -47,6 +47,35 @@ enum Inner {
          pooled connection; use `transaction()` for statements that belong together"
     )]
     SessionStatement { reason: Reason },
+    #[error(
+        "no primary: no node answers as one, the cluster is failing over; retry once a new \
+         primary is up"
+    )]
+    NoPrimary,
+    #[error(
+        "{node} is not the primary any more (it is in recovery: the cluster failed over); retry \
+         the write, it goes to the new primary"
+    )]
+    NotPrimary {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "lost the connection to the primary {node}: {}; the cluster may be failing over, retry \
+         once a new primary is up",
+        describe(source)
+    )]
+    PrimaryLost {
+        node: Arc<str>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "a read on {node} got no answer within read_timeout ({after:?}); the replica is banned \
+         and the read retried elsewhere"
+    )]
+    ReadTimeout { node: Arc<str>, after: Duration },
     #[error("query failed on {node}: {}", describe(source))]
     Postgres {
         node: Arc<str>,
@@ -98,6 +127,33 @@ impl Error {
         }))
     }
 
+    pub(crate) fn no_primary() -> Self {
+        Error(Box::new(Inner::NoPrimary))
+    }
+
+    /// What a failure on the primary means in a cluster whose primary the
+    /// router discovers: a node in recovery refused a write
+    /// ([`Error::is_failover`]), the connection to the primary broke
+    /// (likewise), or anything else (returned unchanged).
+    pub(crate) fn on_primary(self) -> Self {
+        match *self.0 {
+            Inner::Postgres { node, source }
+                if source.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) =>
+            {
+                Error(Box::new(Inner::NotPrimary { node, source }))
+            }
+            Inner::Connect { node, source } => Error(Box::new(Inner::PrimaryLost { node, source })),
+            other => Error(Box::new(other)),
+        }
+    }
+
+    pub(crate) fn read_timeout(node: &Arc<str>, after: Duration) -> Self {
+        Error(Box::new(Inner::ReadTimeout {
+            node: node.clone(),
+            after,
+        }))
+    }
+
     pub(crate) fn postgres(node: &Arc<str>, source: tokio_postgres::Error) -> Self {
         let node = node.clone();
         Error(Box::new(if is_login_refused(&source) {
@@ -116,9 +172,13 @@ impl Error {
             | Inner::Connect { node, .. }
             | Inner::Authentication { node, .. }
             | Inner::Pool { node, .. }
+            | Inner::NotPrimary { node, .. }
+            | Inner::PrimaryLost { node, .. }
+            | Inner::ReadTimeout { node, .. }
             | Inner::Postgres { node, .. } => Some(node),
             Inner::Config(_)
             | Inner::NoHealthyNode { .. }
+            | Inner::NoPrimary
             | Inner::HintRefused { .. }
             | Inner::SessionStatement { .. } => None,
         }
@@ -134,6 +194,8 @@ impl Error {
         match &*self.0 {
             Inner::Postgres { source, .. }
             | Inner::Connect { source, .. }
+            | Inner::NotPrimary { source, .. }
+            | Inner::PrimaryLost { source, .. }
             | Inner::Authentication { source, .. } => source.as_db_error(),
             _ => None,
         }
@@ -150,9 +212,33 @@ impl Error {
         matches!(&*self.0, Inner::PoolTimeout { .. })
     }
 
-    /// Whether the node could not be reached or the connection broke.
+    /// Whether the node could not be reached or the connection broke
+    /// (the primary's too: then [`is_failover`](Error::is_failover) holds
+    /// as well, in a [`cluster`](crate::RouterConfig::cluster)).
     pub fn is_connection(&self) -> bool {
-        matches!(&*self.0, Inner::Connect { .. })
+        matches!(&*self.0, Inner::Connect { .. } | Inner::PrimaryLost { .. })
+    }
+
+    /// Whether a write (or a read that needed the primary) failed because
+    /// the cluster is changing its primary, in a
+    /// [`cluster`](crate::RouterConfig::cluster) whose primary the router
+    /// discovers: no node answers as primary, the node written to is in
+    /// recovery now (SQLSTATE 25006), or the connection to the primary
+    /// broke. The router has started looking for the new primary; retry
+    /// the write (after a short pause, for as long as a failover may take).
+    /// drr never retries a write itself: a write whose connection broke may
+    /// have committed, so make writes you retry idempotent.
+    pub fn is_failover(&self) -> bool {
+        matches!(
+            &*self.0,
+            Inner::NoPrimary | Inner::NotPrimary { .. } | Inner::PrimaryLost { .. }
+        )
+    }
+
+    /// Whether a read on a replica got no answer within
+    /// [`read_timeout`](crate::RouterConfig::read_timeout).
+    pub fn is_read_timeout(&self) -> bool {
+        matches!(&*self.0, Inner::ReadTimeout { .. })
     }
 
     /// Whether the node refused the login (SQLSTATE class 28: a wrong
@@ -185,11 +271,13 @@ impl Error {
     }
 
     /// Whether a read failed in a way another node may not repeat, so it can
-    /// be retried there: a broken connection, a refused login, or a query
-    /// cancelled by a conflict with recovery.
+    /// be retried there: a broken connection, a refused login, no answer
+    /// within the read timeout, or a query cancelled by a conflict with
+    /// recovery.
     pub(crate) fn is_retryable_read(&self) -> bool {
         self.is_connection()
             || self.is_authentication()
+            || self.is_read_timeout()
             || self.is_pool_timeout()
             || self.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
     }
@@ -289,5 +377,10 @@ mod tests {
 
         let err = Error::config("bad");
         assert!(err.is_config() && err.code().is_none());
+        assert!(!err.is_failover());
+
+        let err = Error::no_primary();
+        assert!(err.is_failover() && err.node().is_none());
+        assert!(err.to_string().contains("retry once"), "{err}");
     }
 }

@@ -110,6 +110,11 @@ impl Health {
         (cluster != UNKNOWN).then_some(cluster)
     }
 
+    /// The node's timeline as of the last check (0 before).
+    pub(crate) fn timeline(&self) -> u32 {
+        self.timeline.load(Relaxed)
+    }
+
     /// Whether the node has replayed `token`: its position, on the token's
     /// cluster and at least its timeline when the token names them.
     pub(crate) fn has_replayed(&self, token: LsnToken) -> bool {
@@ -178,14 +183,17 @@ impl Health {
         began
     }
 
+    /// What the last check found; a node the last check could not reach
+    /// has no lag to show (its last one is history, not its state).
     pub(crate) fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
+        let reachable = self.reachable.load(Relaxed);
         HealthSnapshot {
-            reachable: self.reachable.load(Relaxed),
+            reachable,
             in_recovery: self.in_recovery.load(Relaxed),
             banned: self.banned_until_ms.load(Relaxed) > now_ms,
             replay_lsn: Some(self.replay_lsn()).filter(|lsn| lsn.as_u64() != 0),
-            lag_bytes: self.lag.bytes(),
-            lag: self.lag.upper(now_ms),
+            lag_bytes: self.lag.bytes().filter(|_| reachable),
+            lag: self.lag.upper(now_ms).filter(|_| reachable),
             failure: CheckFailure::from_code(self.failure.load(Relaxed)),
             in_flight: self.outstanding.load(Relaxed),
         }
@@ -206,11 +214,14 @@ pub struct HealthSnapshot {
     pub replay_lsn: Option<Lsn>,
     /// Replay lag in bytes as of the last check (replicas): the primary's
     /// position, sampled after the replica's, minus its replay position.
+    /// `None` until a check has measured it, and while the last check
+    /// failed (a down replica's lag is unknown, not its last value).
     pub lag_bytes: Option<u64>,
     /// Replay lag in time, an upper bound as of now (replicas): how long
     /// ago the primary may first have written something the replica had
     /// not replayed at its last check, the time since that check included.
-    /// `None` until a check has measured it.
+    /// `None` until a check has measured it, and while the last check
+    /// failed.
     pub lag: Option<Duration>,
     /// Why the last check failed, if it did.
     pub failure: Option<CheckFailure>,
@@ -271,5 +282,32 @@ impl std::fmt::Display for CheckFailure {
             CheckFailure::QueryFailed => "failed the health check's query",
             CheckFailure::OtherCluster => "belongs to another cluster than the primary",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lag::History;
+
+    #[test]
+    fn a_replica_the_last_check_missed_shows_no_lag() {
+        let health = Health::new();
+        let mut history = History::default();
+        history.push(0, Lsn::from(100));
+        history.push(10, Lsn::from(200));
+        health.record_check(true, 150_000);
+        health.lag.record(history.measure(Lsn::from(150)), 10);
+        let up = health.snapshot(20);
+        assert_eq!(up.lag_bytes, Some(50));
+        assert_eq!(up.lag, Some(Duration::from_millis(20)));
+
+        health.record_failure(CheckFailure::Unreachable);
+        let down = health.snapshot(30);
+        assert!(!down.reachable);
+        assert_eq!((down.lag_bytes, down.lag), (None, None), "{down:?}");
+
+        health.record_check(true, 150_000);
+        assert_eq!(health.snapshot(30).lag_bytes, Some(50));
     }
 }

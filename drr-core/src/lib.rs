@@ -110,6 +110,17 @@
 //! set. [`Router::stats`] counts reads, writes, retries, fallbacks by
 //! reason, waits and bans per node.
 //!
+//! **Failover.** A router over a [`cluster`](RouterConfig::cluster) (or
+//! [`RouterConfig::from_env`] where `DRR_WRITER_URL` is set) fixes no
+//! primary: it asks every node (`pg_is_in_recovery()`, its timeline) at
+//! start and at every check, and at once when a write meets a node in
+//! recovery (SQLSTATE 25006) or loses the primary. Writes go to the node
+//! out of recovery on the newest timeline; while there is none, a write
+//! fails with an error for which [`Error::is_failover`] holds, and drr
+//! never retries it. A node that comes back in recovery is a replica, and
+//! is never written to. [`NodeStats::role_changes`] counts what the router
+//! saw.
+//!
 //! **Lag** is measured as an upper bound. In bytes, it is the primary's
 //! position, sampled after the replica's, minus the replica's replay
 //! position. In time, it is how long ago the primary may first have written

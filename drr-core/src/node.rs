@@ -6,22 +6,18 @@ use std::time::Duration;
 
 use crate::functions::Verdicts;
 use crate::health::Health;
-use crate::role::Role;
 use crate::stats::Counters;
 
-/// Which node: the primary, or a replica by index.
+/// Which node: its index in the configuration's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NodeId {
-    Primary,
-    Replica(usize),
-}
+pub(crate) struct NodeId(pub(crate) usize);
 
-/// A node: its name and role, its pool, how the monitor connects to it, its
-/// health, its counters, and the volatility of functions it was asked
-/// about.
+/// A node: its name, its pool, how the monitor connects to it, its health,
+/// its counters, and the volatility of functions it was asked about. Its
+/// role is the cluster's to say ([`Cluster::role`](crate::cluster::Cluster::role)):
+/// it may change.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
-    pub(crate) role: Role,
     pub(crate) pool: deadpool_postgres::Pool,
     /// How to connect, for the monitor's own connection.
     pub(crate) pg: tokio_postgres::Config,

@@ -23,6 +23,10 @@ use crate::stats::{Counters, Stats};
 
 /// Routes statements between one primary and its replicas.
 ///
+/// The primary is the one the configuration names, or, in a
+/// [`cluster`](RouterConfig::cluster), the node that answers as one: the
+/// router follows a failover (see [`Error::is_failover`]).
+///
 /// Cheap to clone: clones share pools, health and counters. A background
 /// task checks every node at the configured interval; it stops when the last
 /// clone is dropped.
@@ -41,7 +45,7 @@ pub struct Router {
 pub struct Route<'r> {
     /// The node's name.
     pub node: &'r str,
-    /// The node's role.
+    /// The node's role now.
     pub role: Role,
 }
 
@@ -51,12 +55,11 @@ impl Router {
     /// Fails only on an invalid configuration: unreachable nodes are
     /// reported by [`stats`](Router::stats) and avoided until they recover.
     pub async fn connect(config: RouterConfig) -> Result<Self> {
-        let build = |spec: &NodeSpec, role| -> Result<Node> {
+        let build = |spec: &NodeSpec| -> Result<Node> {
             let mut pg = spec.pg.clone();
             pg.connect_timeout(config.connect_timeout);
             Ok(Node {
                 name: spec.name.as_str().into(),
-                role,
                 pool: build_pool(&config, &spec.name, pg.clone())?,
                 pg,
                 health: Health::new(),
@@ -64,13 +67,8 @@ impl Router {
                 functions: Verdicts::default(),
             })
         };
-        let primary = build(&config.primary, Role::Primary)?;
-        let replicas = config
-            .replicas
-            .iter()
-            .map(|spec| build(spec, Role::Replica))
-            .collect::<Result<Vec<_>>>()?;
-        let cluster = Arc::new(Cluster::new(config, primary, replicas));
+        let nodes = config.nodes.iter().map(build).collect::<Result<Vec<_>>>()?;
+        let cluster = Arc::new(Cluster::new(config, nodes));
         monitor::check(&cluster).await;
         let task = monitor::spawn(Arc::downgrade(&cluster));
         if let Ok(mut slot) = cluster.monitor_task.lock() {
@@ -94,9 +92,10 @@ impl Router {
         Session::new(self.cluster.clone(), consistency)
     }
 
-    /// A pooled connection to the primary.
+    /// A pooled connection to the primary (a failover error while a
+    /// [`cluster`](RouterConfig::cluster) has none).
     pub async fn primary(&self) -> Result<NodeClient> {
-        route::connect(&self.cluster, NodeId::Primary)
+        route::connect_writer(&self.cluster)
             .await
             .map(NodeClient::handed_out)
     }
@@ -164,7 +163,9 @@ impl Router {
     /// Where a plain call with this SQL would go right now, for an eventual
     /// read. Uses the classification cache and takes a balancing turn, like
     /// a real call; connects to nothing, so a function the chosen replica has
-    /// not been asked about yet counts as one that needs the primary.
+    /// not been asked about yet counts as one that needs the primary. While
+    /// no node is the primary (a failover under way), a call for the
+    /// primary names the last one, which fails.
     pub fn route(&self, sql: &str) -> Route<'_> {
         let analysis = self.cluster.cache.analyze(sql);
         let replica = match analysis.classification {
@@ -181,13 +182,13 @@ impl Router {
                 .flat_map(|names| names.iter())
                 .all(|name| verdicts.get(name) == Some(Volatility::ReadOnly))
         };
-        let id = replica
-            .filter(|&id| known_read_only(id))
-            .unwrap_or(NodeId::Primary);
-        let node = self.cluster.node(id);
+        let (id, role) = match replica.filter(|&id| known_read_only(id)) {
+            Some(id) => (id, Role::Replica),
+            None => (self.cluster.last_primary(), Role::Primary),
+        };
         Route {
-            node: &node.name,
-            role: node.role,
+            node: &self.cluster.node(id).name,
+            role,
         }
     }
 
@@ -196,10 +197,10 @@ impl Router {
         let now = self.cluster.clock.now_ms();
         let nodes = self
             .cluster
-            .nodes()
-            .map(|node| {
+            .ids()
+            .map(|(id, node)| {
                 node.counters
-                    .snapshot(&node.name, node.role, node.health.snapshot(now))
+                    .snapshot(&node.name, self.cluster.role(id), node.health.snapshot(now))
             })
             .collect();
         Stats { nodes }
@@ -214,14 +215,17 @@ impl Router {
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("primary", &self.cluster.primary.name)
             .field(
-                "replicas",
+                "primary",
+                &self.cluster.primary().map(|p| &self.cluster.node(p).name),
+            )
+            .field(
+                "nodes",
                 &self
                     .cluster
-                    .replicas
+                    .nodes
                     .iter()
-                    .map(|r| &r.name)
+                    .map(|n| &n.name)
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()

@@ -10,7 +10,6 @@ use crate::client::{NodeClient, Transaction};
 use crate::cluster::Cluster;
 use crate::config::Consistency;
 use crate::error::Result;
-use crate::node::NodeId;
 use crate::route::{self, Op};
 use crate::session_state::SessionState;
 use crate::token::LsnToken;
@@ -109,7 +108,7 @@ impl Session {
     /// seen by the session: call [`note_write`](Session::note_write) after
     /// them.
     pub async fn primary(&self) -> Result<NodeClient> {
-        route::connect(&self.cluster, NodeId::Primary)
+        route::connect_writer(&self.cluster)
             .await
             .map(NodeClient::handed_out)
     }
@@ -144,7 +143,7 @@ impl Session {
     /// [`primary`](Session::primary)): pins the session and, under
     /// read-your-writes, takes a token from the primary.
     pub async fn note_write(&self) -> Result<()> {
-        let client = route::connect(&self.cluster, NodeId::Primary).await?;
+        let client = route::connect_writer(&self.cluster).await?;
         client.note_write(&self.state).await
     }
 

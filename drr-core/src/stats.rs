@@ -40,6 +40,7 @@ pub(crate) struct Counters {
     bans: AtomicU64,
     discarded: AtomicU64,
     read_only_errors: AtomicU64,
+    role_changes: AtomicU64,
 }
 
 impl Counters {
@@ -65,6 +66,10 @@ impl Counters {
 
     pub(crate) fn read_only_error(&self) {
         self.read_only_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn role_change(&self) {
+        self.role_changes.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn discarded(&self) {
@@ -108,6 +113,7 @@ impl Counters {
             bans: self.bans.load(Relaxed),
             discarded: self.discarded.load(Relaxed),
             read_only_errors: self.read_only_errors.load(Relaxed),
+            role_changes: self.role_changes.load(Relaxed),
             health,
         }
     }
@@ -117,7 +123,7 @@ impl Counters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// The primary first, then the replicas in configuration order.
+    /// Every node in configuration order (a fixed primary first).
     pub nodes: Vec<NodeStats>,
 }
 
@@ -127,9 +133,17 @@ impl Stats {
         self.nodes.iter().find(|node| node.name == name)
     }
 
-    /// The primary.
+    /// The primary; `None` while no node answers as one (a failover under
+    /// way, in a [`cluster`](crate::RouterConfig::cluster)).
     pub fn primary(&self) -> Option<&NodeStats> {
         self.nodes.iter().find(|node| node.role == Role::Primary)
+    }
+
+    /// Role changes the router has seen, summed over the nodes (see
+    /// [`NodeStats::role_changes`]): a failover counts two, the old
+    /// primary's and the new one's.
+    pub fn role_changes(&self) -> u64 {
+        self.nodes.iter().map(|n| n.role_changes).sum()
     }
 
     /// Reads served by replicas, summed.
@@ -148,7 +162,7 @@ impl Stats {
 pub struct NodeStats {
     /// The node's name.
     pub name: String,
-    /// What the node is for.
+    /// What the node is for now.
     pub role: Role,
     /// Reads served, including fallbacks and pinned reads.
     pub reads: u64,
@@ -175,6 +189,11 @@ pub struct NodeStats {
     /// `read_only_sql_transaction`): retried on the primary, never on another
     /// replica, and their SQL text sent to the primary from then on.
     pub read_only_errors: u64,
+    /// Times the node stopped or started being the primary, as the router
+    /// saw it after it first found one (in a
+    /// [`cluster`](crate::RouterConfig::cluster); a fixed primary never
+    /// changes).
+    pub role_changes: u64,
     /// The node's health as of the last check.
     pub health: HealthSnapshot,
 }

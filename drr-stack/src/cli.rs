@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::lag::{self, DelayChange};
 use crate::progress::Progress;
@@ -18,8 +18,8 @@ use crate::{env, probe, status, test_command};
 
 /// Stack commands for a PostgreSQL primary with delayed streaming replicas.
 ///
-/// The stack is declared in Rust (in this workspace: `xtask/src/spec.rs`);
-/// `gen` writes the files derived from it, `up` runs it.
+/// The stack is declared in Rust; `gen` writes the files derived from it,
+/// `up` runs it. (`--help` says where this workspace declares it.)
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -217,8 +217,14 @@ enum Command {
     /// Check generated files, bring the stack to the spec's state, run the
     /// workspace's tests against it.
     ///
-    /// Uses `cargo nextest run` when installed, else `cargo test`. Arguments
-    /// go to the test runner; after `--` they go to the tests. Delay
+    /// Runs the spec's test command when it names one (any language; its
+    /// arguments, then these), else the Rust tests: `cargo nextest run` when
+    /// installed (then doctests with `cargo test --doc`), else `cargo test`.
+    /// Arguments go to the test runner; after `--` they go to the tests
+    /// (doctests too; with runner arguments or `--repeat` doctests are not
+    /// run, and a line says so). The environment holds DATABASE_URL and the
+    /// DRR_* URLs, and for the spec's test command libpq's PG* variables.
+    /// Delay
     /// overrides and replay pauses are reset first, one line each. Tests in
     /// a `requires_*` module whose requirement this machine lacks (e.g. a
     /// Docker engine) are skipped with the reason; under CI=true that fails.
@@ -231,7 +237,8 @@ enum Command {
         #[arg(long)]
         keep_overrides: bool,
         /// Run the selected tests N times and print a per-test failure
-        /// tally: a hunt for flaky lag tests (needs cargo-nextest).
+        /// tally: a hunt for flaky lag tests (needs cargo-nextest; the
+        /// spec's test command runs N times with a tally of failed runs).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         repeat: Option<u32>,
         /// Arguments for the test runner, e.g. `-p drr-core`.
@@ -258,28 +265,71 @@ enum Command {
     /// Build a local Postgres image for the compose backend without any
     /// registry (cached).
     Image,
+    /// Show or set network faults (latency, jitter, bandwidth) on the
+    /// links the spec opts into the fault proxy.
+    ///
+    /// Without NODE, lists every link and its faults. Faults apply at once
+    /// to new and open connections and stay (across `down`/`up`) until
+    /// `heal`. Latency is added to each round trip (on the stream towards
+    /// the client; for a replication link, the WAL). See
+    /// docs/network-faults.md.
+    ///
+    /// Examples: `cargo xtask net replica1 --latency 80ms --jitter 10ms`
+    /// (a replica in another region); `cargo xtask net replica1 --bandwidth
+    /// 1mbit --link replication` (lag that grows under writes); `cargo
+    /// xtask net replica1 --latency 5000ms` (the original tool's `delay.sh
+    /// 5000`).
+    Net(crate::net::NetArgs),
+    /// Cut a node's links off: reads hang (blackhole) or fail (reset); a
+    /// cut replication link stops the WAL stream, so lag grows.
+    Partition(crate::net::PartitionArgs),
+    /// Remove every network fault of a node's links (default: every link).
+    Heal {
+        /// The node to heal.
+        node: Option<String>,
+    },
+    /// Run the fault proxy of a state directory (`up` starts it).
+    #[command(hide = true)]
+    NetProxy {
+        /// The proxy's directory (`<state>/net`).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command for `spec`, and returns the
-/// exit code. `root` is the workspace that holds `compose/`.
+/// exit code. `root` is the workspace that holds `compose/`. `--help` names
+/// the file that calls this (the workspace's `xtask/src/main.rs`): where
+/// its spec is handed over.
+#[track_caller]
 pub fn main(specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode {
+    // This program runs the fault proxy itself (`net-proxy`, hidden).
+    if let Ok(exe) = std::env::current_exe() {
+        crate::net::launch::use_program(exe);
+    }
     run_args(std::env::args_os().skip(1), specs, root)
 }
 
 /// [`main`] with the arguments given (without the program name): for tests
 /// that run commands on a project of their own.
+#[track_caller]
 pub fn run_args<I, T>(args: I, specs: impl Into<Specs>, root: impl Into<PathBuf>) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let root = root.into();
+    let caller = std::panic::Location::caller().file();
     let argv = std::iter::once(std::ffi::OsString::from("cargo xtask"))
         .chain(args.into_iter().map(Into::into));
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = command(&spec_origin(&root, caller))
+        .try_get_matches_from(argv)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match cli {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    match run(cli, specs.into(), root.into()) {
+    match run(cli, specs.into(), root) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -414,7 +464,57 @@ fn run(cli: Cli, specs: Specs, root: PathBuf) -> Result<ExitCode> {
         Command::Image => {
             crate::stack::build_image(spec, &mut progress).map(|()| ExitCode::SUCCESS)
         }
+        Command::Net(args) => {
+            crate::net::command::run_net(&stack()?, &args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Partition(args) => {
+            crate::net::command::run_partition(&stack()?, &args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Heal { node } => {
+            crate::net::command::run_heal(&stack()?, node.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::NetProxy { dir } => crate::net::daemon::run(&dir).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// Where this workspace's spec comes from, for `--help`: the file that
+/// hands it to [`main`], as a path from the workspace root when it lies
+/// inside it. The compiler names it from the root of the crate's own
+/// workspace: `root` itself, or a directory in it (an `xtask/` that is a
+/// workspace of its own), whichever holds the file.
+fn spec_origin(root: &std::path::Path, caller: &str) -> String {
+    let caller = std::path::Path::new(caller);
+    let found = if caller.is_absolute() {
+        caller.to_owned()
+    } else {
+        let below = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join(caller));
+        std::iter::once(root.join(caller))
+            .chain(below)
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| root.join(caller))
+    };
+    let relative = found.strip_prefix(root).unwrap_or(caller);
+    format!(
+        "This workspace's stack is the `StackSpec` that `{}` hands to \
+         `drr_stack::cli::main` (workspace: {}). After changing it, run \
+         `cargo xtask gen` and `cargo xtask up`.",
+        relative.display(),
+        root.display()
+    )
+}
+
+/// The command line, its long help ending with where the spec is.
+fn command(origin: &str) -> clap::Command {
+    let cli = Cli::command();
+    let about = cli
+        .get_long_about()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    cli.long_about(format!("{about}\n\n{origin}"))
 }
 
 /// The commands that only make sense for a stack drr runs.
@@ -425,6 +525,7 @@ fn refuse_on_external(command: &Command, name: &str) -> Result<()> {
         Command::Destroy { .. } => "never deletes",
         Command::Logs { .. } => "cannot read the logs of",
         Command::Image | Command::Bench { .. } => "builds and benchmarks nothing on",
+        Command::Net(_) | Command::Partition(_) | Command::Heal { .. } => "runs no fault proxy for",
         _ => return Ok(()),
     };
     anyhow::bail!(
@@ -484,5 +585,23 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_names_the_file_that_hands_over_this_workspace_s_spec() {
+        let root = std::path::Path::new("/work/shop");
+        let origin = spec_origin(root, "xtask/src/main.rs");
+        let help = command(&origin).render_long_help().to_string();
+        assert!(help.contains("`xtask/src/main.rs` hands to"), "{help}");
+        assert!(help.contains("/work/shop"), "{help}");
+        assert!(!help.contains("xtask/src/spec.rs"), "{help}");
+        let elsewhere = spec_origin(root, "/work/shop/tools/src/main.rs");
+        assert!(elsewhere.contains("`tools/src/main.rs`"), "{elsewhere}");
+        // An xtask that is a workspace of its own names its files from there.
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("xtask/src")).unwrap();
+        std::fs::write(repo.path().join("xtask/src/main.rs"), "").unwrap();
+        let own = spec_origin(repo.path(), "src/main.rs");
+        assert!(own.contains("`xtask/src/main.rs`"), "{own}");
     }
 }

@@ -1,6 +1,8 @@
 //! The connection environment of a stack: the variables `cargo xtask env`
-//! prints and `cargo xtask test` exports, which drr-core reads.
+//! prints and `cargo xtask test` exports, which drr-core reads. Both name
+//! them through [`drr_env::Var`], and write lists with [`drr_env::join`].
 
+use drr_env::{Var, join};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::secrets::Secrets;
@@ -65,9 +67,15 @@ pub fn writer_url(spec: &StackSpec, user: &str, password: &str, database: &str) 
 /// `DRR_REPLICA_DELAYS_MS`, and with `admin` the superuser's
 /// `DRR_ADMIN_PRIMARY_URL` and `DRR_ADMIN_REPLICA_URLS`.
 ///
-/// URLs log in as the spec's login role (see [`StackSpec::login`]).
+/// URLs log in as the spec's login role (see [`StackSpec::login`]); they
+/// reach a node through its client link when the spec opts one in (so an
+/// application meets the faults `cargo xtask net` sets), while the admin
+/// URLs, drr's own way in, always go direct.
 pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
+    let admin_spec = spec;
+    let through_links = spec.with_client_ports();
+    let spec = &through_links;
     if let Ok(credentials) = spec.login_credentials() {
         let (user, password, database) = (
             credentials.user.as_str(),
@@ -76,20 +84,23 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
         );
         let login = |node: &Node| url(spec, node, user, password, database);
         let primary = login(&spec.primary);
-        vars.push(("DRR_PRIMARY_URL", primary.clone()));
+        vars.push((Var::PrimaryUrl.name(), primary.clone()));
         vars.push((
-            "DRR_REPLICA_URLS",
+            Var::ReplicaUrls.name(),
             join(spec.replicas.iter().map(|r| login(&r.node))),
         ));
-        vars.push(("DATABASE_URL", primary));
-        vars.push(("DRR_WRITER_URL", writer_url(spec, user, password, database)));
+        vars.push((Var::DatabaseUrl.name(), primary));
+        vars.push((
+            Var::WriterUrl.name(),
+            writer_url(spec, user, password, database),
+        ));
     }
     vars.push((
-        "DRR_REPLICA_NAMES",
+        Var::ReplicaNames.name(),
         join(spec.replicas.iter().map(|r| r.node.name.clone())),
     ));
     vars.push((
-        "DRR_REPLICA_DELAYS_MS",
+        Var::ReplicaDelaysMs.name(),
         join(
             spec.replicas
                 .iter()
@@ -97,6 +108,7 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
         ),
     ));
     if let Some(secrets) = admin {
+        let spec = admin_spec;
         let admin = |node: &Node| {
             url(
                 spec,
@@ -106,9 +118,9 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
                 "postgres",
             )
         };
-        vars.push(("DRR_ADMIN_PRIMARY_URL", admin(&spec.primary)));
+        vars.push((Var::AdminPrimaryUrl.name(), admin(&spec.primary)));
         vars.push((
-            "DRR_ADMIN_REPLICA_URLS",
+            Var::AdminReplicaUrls.name(),
             join(spec.replicas.iter().map(|r| admin(&r.node))),
         ));
     }
@@ -119,7 +131,7 @@ pub fn vars(spec: &StackSpec, admin: Option<&Secrets>) -> Vec<(&'static str, Str
 /// `delays_ms`, in spec order: for tests under runtime overrides.
 pub fn set_delays(vars: &mut [(&'static str, String)], delays_ms: &[u64]) {
     for (key, value) in vars.iter_mut() {
-        if *key == "DRR_REPLICA_DELAYS_MS" {
+        if *key == Var::ReplicaDelaysMs.name() {
             *value = join(delays_ms.iter().map(u64::to_string));
         }
     }
@@ -130,10 +142,6 @@ pub fn exports(vars: &[(&str, String)]) -> String {
     vars.iter()
         .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''")))
         .collect()
-}
-
-fn join(items: impl Iterator<Item = String>) -> String {
-    items.collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]

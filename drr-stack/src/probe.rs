@@ -144,6 +144,7 @@ pub(crate) mod tests {
                     written_s: i as f64 * 0.5 + 0.001,
                     lag_ms: lag,
                     error_ms: lag - delay,
+                    write_ms: 0.8,
                     window_ms: 1.0 + i as f64 * 0.25,
                 })
                 .collect();
@@ -231,6 +232,7 @@ pub(crate) mod tests {
                 "marker",
                 "replica",
                 "window_ms",
+                "write_ms",
                 "written_s"
             ]
         );

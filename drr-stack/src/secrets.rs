@@ -36,6 +36,7 @@ impl Secrets {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create the secrets directory {}", dir.display()))?;
+        ignore(dir)?;
         Ok(Secrets {
             superuser: "postgres".to_owned(),
             superuser_password: secret(&dir.join("superuser-password"))?,
@@ -49,6 +50,28 @@ impl Secrets {
             ("DRR_SUPERUSER_PASSWORD", &self.superuser_password),
             ("DRR_REPLICATION_PASSWORD", &self.replication_password),
         ]
+    }
+}
+
+/// What `.drr/.gitignore` holds: git ignores the directory, whatever the
+/// repository's own `.gitignore` says.
+const IGNORE_ALL: &str =
+    "# Written by drr: this directory holds generated passwords; git ignores it.\n*\n";
+
+/// Makes git ignore `dir` with a `.gitignore` of its own (written once,
+/// never overwritten), so no adopter commits the passwords by accident.
+fn ignore(dir: &Path) -> Result<()> {
+    let path = dir.join(".gitignore");
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => file
+            .write_all(IGNORE_ALL.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
     }
 }
 
@@ -104,5 +127,27 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(format!("{first:?}"), "Secrets { .. }");
+    }
+
+    #[test]
+    fn git_ignores_the_secrets_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(root.path())
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        git(&["init", "-q"]);
+        Secrets::load_or_create(&root.path().join(".drr")).unwrap();
+        assert_eq!(git(&["status", "--porcelain", "--untracked-files=all"]), "");
+        // An adopter's own .gitignore there is theirs: never overwritten.
+        fs::write(root.path().join(".drr/.gitignore"), "mine\n").unwrap();
+        Secrets::load_or_create(&root.path().join(".drr")).unwrap();
+        let kept = fs::read_to_string(root.path().join(".drr/.gitignore")).unwrap();
+        assert_eq!(kept, "mine\n");
     }
 }

@@ -92,6 +92,12 @@ impl<'p> Stack<'p> {
         }
         match backend {
             Backend::Native => Native::open(project).map(|n| Stack::Native(Box::new(n))),
+            Backend::Compose if !project.spec().compose => anyhow::bail!(
+                "`{}` declares no compose output (`.without_compose()` in its spec), so it runs \
+                 only natively; drop `--backend compose` (and DRR_BACKEND), or remove \
+                 `.without_compose()` and run `cargo xtask gen`",
+                project.spec().name
+            ),
             Backend::Compose => Compose::open(project).map(Stack::Compose),
         }
     }
@@ -256,8 +262,21 @@ impl<'p> Stack<'p> {
     }
 
     /// Adds what the backend knows about each node's process to `nodes`:
-    /// for compose, the container state.
+    /// for compose, the container state; for native, the network faults
+    /// (a replica whose replication link is cut does not stream, whatever
+    /// the primary has yet to notice).
     pub fn annotate(&self, nodes: &mut [NodeStatus]) {
+        if let Stack::Native(native) = self {
+            let net = native.net_dir();
+            let faults = crate::net::command::summaries(self.spec(), &net);
+            let cut = crate::net::command::cut_replicas(self.spec(), &net);
+            for node in nodes.iter_mut() {
+                node.faults = faults.get(&node.node).cloned();
+                if cut.contains(&node.node) && node.streaming.is_some() {
+                    node.streaming = Some(false);
+                }
+            }
+        }
         if let Stack::Compose(compose) = self {
             let states = compose.states();
             for node in nodes {

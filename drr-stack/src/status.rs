@@ -54,6 +54,10 @@ pub struct NodeStatus {
     /// The slot's `wal_status`: `reserved`, `extended`, `unreserved`, or
     /// `lost` (invalidated: `cargo xtask up` rebuilds the replica).
     pub slot_status: Option<String>,
+    /// The network faults on the node's links (`cargo xtask net`), e.g.
+    /// `client: latency 80ms; replication: blackhole`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<String>,
 }
 
 impl NodeStatus {
@@ -137,6 +141,7 @@ pub async fn gather(
             replay: None,
             slot_wal_bytes: None,
             slot_status: None,
+            faults: None,
         };
         match member {
             Member::Primary(_) => {
@@ -200,7 +205,12 @@ pub fn table(nodes: &[NodeStatus]) -> String {
         "SLOT WAL",
         "REPLAY",
     ];
-    let rows: Vec<[String; 12]> = nodes
+    let faults = nodes.iter().any(|n| n.faults.is_some());
+    let mut header = header.to_vec();
+    if faults {
+        header.push("FAULTS");
+    }
+    let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
@@ -236,9 +246,12 @@ pub fn table(nodes: &[NodeStatus]) -> String {
                 },
                 replay,
             ]
+            .into_iter()
+            .chain(faults.then(|| opt(n.faults.clone())))
+            .collect()
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -247,12 +260,12 @@ pub fn table(nodes: &[NodeStatus]) -> String {
     let line = |cells: Vec<&str>| {
         let text: Vec<String> = cells
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         format!("{}\n", text.join("  ").trim_end())
     };
-    let mut out = line(header.to_vec());
+    let mut out = line(header.clone());
     for row in &rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
@@ -282,8 +295,9 @@ mod tests {
             replay: Some(pg::Replay::Paused),
             slot_wal_bytes: Some(16 * 1_048_576),
             slot_status: Some("reserved".into()),
+            faults: None,
         };
-        let text = table(&[replica]);
+        let text = table(std::slice::from_ref(&replica));
         let row = text.lines().nth(1).unwrap();
         assert!(
             row.contains("up     15.18")
@@ -294,6 +308,21 @@ mod tests {
         );
         assert!(
             text.starts_with("NODE") && text.contains("STATE  VERSION"),
+            "{text}"
+        );
+        assert!(!text.contains("FAULTS"), "{text}");
+        let cut = NodeStatus {
+            faults: Some("replication: blackhole".into()),
+            ..replica
+        };
+        let text = table(&[cut]);
+        assert!(
+            text.lines().next().unwrap().ends_with("FAULTS")
+                && text
+                    .lines()
+                    .nth(1)
+                    .unwrap()
+                    .ends_with("replication: blackhole"),
             "{text}"
         );
     }

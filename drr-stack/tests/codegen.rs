@@ -188,3 +188,27 @@ fn leftover_temporary_files_and_empty_directories_are_cleaned_up() {
     assert!(!dir.join("primary/.pg_hba.conf.drr-tmp").exists());
     assert_eq!(snapshot(&dir).len(), 7);
 }
+
+#[test]
+fn a_spec_without_compose_output_generates_and_checks_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let native_only = default_spec().without_compose();
+    let project = drr_stack::project::Project::new(native_only.clone(), root.path()).unwrap();
+    assert_eq!(
+        drr_stack::codegen::run(&project, false).unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    assert!(!project.compose_dir().exists(), "gen wrote compose/");
+    // A compose/ of the project's own is not drr's to check.
+    fs::create_dir(project.compose_dir()).unwrap();
+    fs::write(project.compose_dir().join("theirs.yaml"), "x").unwrap();
+    assert_eq!(drr_stack::codegen::check(&project), Ok(()));
+    assert!(project.compose_dir().join("theirs.yaml").is_file());
+
+    let refused = drr_stack::stack::Stack::open(&project, drr_stack::spec::Backend::Compose)
+        .expect_err("no compose backend without compose files");
+    assert!(refused.to_string().contains("without_compose"), "{refused}");
+    let compose_default = native_only.backend(drr_stack::spec::Backend::Compose);
+    let problems = compose_default.validate().unwrap_err();
+    assert_eq!(problems.problems()[0].field, "backend", "{problems}");
+}

@@ -445,6 +445,91 @@ async fn up_and_status_name_the_postgres_version_each_node_runs() {
     }
     let json = serde_json::to_value(&nodes).unwrap();
     assert_eq!(json[1]["server_version"], version.as_str(), "{json}");
+    status_shows_the_lag_of_a_paused_replica(&stack, &pids).await;
+}
+
+/// With replay paused and a write on the primary, `status` shows the
+/// replica's lag in bytes in its table and JSON, and none once it resumed.
+async fn status_shows_the_lag_of_a_paused_replica(
+    stack: &TempStack,
+    pids: &std::collections::BTreeMap<String, i32>,
+) {
+    let replica = stack.admin("replica1").await;
+    replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    stack
+        .connect("primary")
+        .await
+        .batch_execute("CREATE TABLE lag_shown (filler text); INSERT INTO lag_shown SELECT repeat('x', 1000) FROM generate_series(1, 100)")
+        .await
+        .unwrap();
+    let status = async || drr_stack::status::gather(stack.spec(), &stack.secrets(), pids).await;
+    let behind = wait_until(async || {
+        let nodes = status().await;
+        nodes[1]
+            .replay_lag_bytes
+            .is_some_and(|b| b > 0)
+            .then_some(nodes)
+    })
+    .await
+    .expect("status shows the paused replica's lag in bytes");
+    let (lag_bytes, lag_ms) = (behind[1].replay_lag_bytes.unwrap(), behind[1].replay_lag_ms);
+    assert_eq!(
+        behind[1].replay,
+        Some(drr_stack::pg::Replay::Paused),
+        "{behind:?}"
+    );
+    assert!(
+        lag_ms.is_some(),
+        "a streaming replica has a lag in ms: {behind:?}"
+    );
+    let table = drr_stack::status::table(&behind);
+    let row = table.lines().find(|l| l.starts_with("replica1")).unwrap();
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(
+        cells.contains(&lag_bytes.to_string().as_str()),
+        "LAG BYTES:\n{table}"
+    );
+    assert!(
+        cells
+            .iter()
+            .any(|c| c.ends_with(" ms") && c.trim_end_matches(" ms").parse::<f64>().is_ok()),
+        "LAG:\n{table}"
+    );
+    assert!(cells.contains(&"paused"), "REPLAY:\n{table}");
+    let json = serde_json::to_value(&behind).unwrap();
+    assert_eq!(json[1]["replay_lag_bytes"], lag_bytes, "{json}");
+    assert!(json[1]["replay_lag_ms"].is_number(), "{json}");
+    assert_eq!(json[1]["replay"], "paused", "{json}");
+
+    replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    wait_until(async || {
+        let nodes = status().await;
+        (nodes[1].replay_lag_bytes == Some(0)).then_some(())
+    })
+    .await
+    .expect("the lag is gone once replay resumed");
+}
+
+/// Polls `check` until it returns `Some`, for at most [`WAIT`].
+async fn wait_until<T>(check: impl AsyncFn() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < WAIT {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

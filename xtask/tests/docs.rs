@@ -427,6 +427,56 @@ fn every_guide_is_linked_from_the_readme() {
 }
 
 // ---------------------------------------------------------------------------
+// What an adopter copies
+
+/// Every Markdown file an adopter reads: README.md, docs/*.md and the
+/// crates' READMEs.
+fn adopter_docs() -> Vec<PathBuf> {
+    let mut files = markdown_files();
+    files.extend(["drr-stack/README.md", "drr-core/README.md"].map(|f| root().join(f)));
+    files
+}
+
+/// drr is not on crates.io yet: a dependency on drr-stack or drr-core in
+/// the docs is one that works, by git or by path.
+#[test]
+fn shown_dependencies_are_git_or_path() {
+    let mut wrong = Vec::new();
+    for path in adopter_docs() {
+        for (n, line) in read(&path).lines().enumerate() {
+            let line = line.trim_start_matches(['#', ' ']);
+            let declares = line.starts_with("drr-stack =") || line.starts_with("drr-core =");
+            if declares && !line.contains("git =") && !line.contains("path =") {
+                wrong.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "show `{{ git = \"https://github.com/drr-rs/drr\" }}` or `{{ path = ... }}`:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A role in a sample spec may create databases: drr-core's test helpers
+/// need it, and a sample should just work.
+#[test]
+fn sample_login_roles_may_create_databases() {
+    let mut files = adopter_docs();
+    files.push(root().join("examples/adopt/xtask/src/spec.rs"));
+    files.push(root().join("drr-stack/src/lib.rs"));
+    let mut wrong = Vec::new();
+    for path in files {
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains("Role::login(\"") && !line.contains(".createdb()") {
+                wrong.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "add `.createdb()`:\n{}", wrong.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
 // Commands
 
 /// A `cargo xtask` command shown in the docs.
@@ -591,6 +641,9 @@ fn plan(args: &[String]) -> Result<Vec<String>, &'static str> {
         Some("test") => Err("runs the whole test suite (this test is part of it)"),
         Some("image") => Err("builds an image (minutes)"),
         Some("bench") => Err("measures for minutes on throw-away stacks"),
+        Some("net" | "partition" | "heal") => Err(
+            "the shared stack opts no link in; the network-faults guide runs on a stack of its own",
+        ),
         _ => Err("not a command this test knows how to run safely"),
     }
 }
@@ -676,6 +729,55 @@ fn safe_shown_commands_run_against_the_stack() {
     );
 }
 
+/// Runs `guide`'s commands as shown, in order, on a stack of its own for
+/// `spec` in a temporary workspace, destroyed however the test ends.
+fn run_guide_on_own_stack(guide: &[Vec<String>], spec: drr_stack::spec::StackSpec) {
+    let root = drr_stack::testing::scratch_dir("drr-docs-guide-").expect("a workspace");
+    // The fault proxy is the xtask binary's hidden `net-proxy` command.
+    drr_stack::net::launch::use_program(env!("CARGO_BIN_EXE_xtask").into());
+    let run = |args: &[String]| {
+        let args = ["--quiet".to_owned()]
+            .into_iter()
+            .chain(args.iter().cloned());
+        drr_stack::cli::run_args(args, spec.clone(), root.path())
+    };
+    /// Destroys the stack however the test ends.
+    struct Destroy<'a>(&'a dyn Fn(&[String]) -> std::process::ExitCode);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["destroy".to_owned(), "--yes".to_owned()]);
+        }
+    }
+    let _destroy = Destroy(&run);
+    for args in guide {
+        assert_eq!(
+            run(args),
+            std::process::ExitCode::SUCCESS,
+            "cargo xtask {} failed",
+            args.join(" ")
+        );
+    }
+}
+
+/// The network-faults guide's commands, run as shown, in order, on a stack
+/// whose replica opts both links in.
+#[test]
+fn the_network_faults_guide_runs_on_a_stack_of_its_own() {
+    let guide: Vec<Vec<String>> = shown_commands()
+        .into_iter()
+        .filter(|s| s.place.starts_with("network-faults.md:"))
+        .map(|s| s.args)
+        .collect();
+    assert!(
+        guide
+            .iter()
+            .any(|args| args.first().is_some_and(|a| a == "partition")),
+        "the guide shows no partition: is the extraction broken? {guide:?}"
+    );
+    let spec = drr_stack::testing::net_spec(&[Duration::ZERO]).expect("a spec");
+    run_guide_on_own_stack(&guide, spec);
+}
+
 /// The failover guide's rehearsal, run as shown, in order, on a stack of
 /// its own (a primary and a replica on free ports in a temporary
 /// workspace): the commands that change roles cannot run on the shared
@@ -693,28 +795,6 @@ fn the_failover_guide_runs_on_a_stack_of_its_own() {
             .any(|args| args.first().is_some_and(|a| a == "failover")),
         "the guide shows no failover: is the extraction broken? {guide:?}"
     );
-    let root = drr_stack::testing::scratch_dir("drr-docs-failover-").expect("a workspace");
     let spec = drr_stack::testing::spec(&[Duration::ZERO]).expect("a spec");
-    let run = |args: &[String]| {
-        let args = ["--quiet".to_owned()]
-            .into_iter()
-            .chain(args.iter().cloned());
-        drr_stack::cli::run_args(args, spec.clone(), root.path())
-    };
-    /// Destroys the stack however the test ends.
-    struct Destroy<'a>(&'a dyn Fn(&[String]) -> std::process::ExitCode);
-    impl Drop for Destroy<'_> {
-        fn drop(&mut self) {
-            (self.0)(&["destroy".to_owned(), "--yes".to_owned()]);
-        }
-    }
-    let _destroy = Destroy(&run);
-    for args in &guide {
-        assert_eq!(
-            run(args),
-            std::process::ExitCode::SUCCESS,
-            "cargo xtask {} failed",
-            args.join(" ")
-        );
-    }
+    run_guide_on_own_stack(&guide, spec);
 }

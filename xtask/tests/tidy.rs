@@ -193,6 +193,8 @@ fn tests_change_only_stacks_of_their_own() {
         ["DelayChange", "::Set"].concat(),
         ["DelayChange", "::Reset"].concat(),
         ["pg_", "promote"].concat(),
+        ["run_", "partition("].concat(),
+        ["--", "latency"].concat(),
     ];
     // The types that start a stack of a test's own.
     let own_stacks = ["TempStack", "ComposeStack", "PatroniCluster"];

@@ -21,9 +21,26 @@ pub(crate) struct NodeSpec {
     pub(crate) pg: tokio_postgres::Config,
 }
 
-/// Everything a [`Router`](crate::Router) needs: one primary, any number of
-/// replicas, and the routing policy. Built with chained setters; every
+/// Who the primary is: the node a configuration names, or whichever node
+/// answers as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Roles {
+    /// The first node is the primary, always; the others are replicas
+    /// ([`RouterConfig::new`]).
+    Fixed,
+    /// The router asks every node ([`RouterConfig::cluster`]).
+    Discovered,
+}
+
+/// Everything a [`Router`](crate::Router) needs: the nodes, who among them is
+/// the primary, and the routing policy. Built with chained setters; every
 /// setting has a default.
+///
+/// Either the primary is fixed ([`new`](RouterConfig::new), then
+/// [`replica`](RouterConfig::replica)), or the router discovers it
+/// ([`cluster`](RouterConfig::cluster)) and follows a failover: it asks
+/// every node whether it is in recovery, and asks again when a check fails
+/// or a write meets a node that is not the primary any more.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,14 +54,32 @@ pub(crate) struct NodeSpec {
 ///     .max_lag(MaxLag::time(Duration::from_secs(5)));
 /// # Ok::<(), drr_core::Error>(())
 /// ```
+///
+/// A cluster whose primary may change (a failover, an HA engine's
+/// switchover):
+///
+/// ```
+/// use drr_core::RouterConfig;
+///
+/// let config = RouterConfig::cluster(&[
+///     "postgres://app:secret@db1/app",
+///     "postgres://app:secret@db2/app",
+///     "postgres://app:secret@db3/app",
+/// ])?;
+/// assert_eq!(config.node_names().collect::<Vec<_>>(), ["node1", "node2", "node3"]);
+/// # Ok::<(), drr_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RouterConfig {
-    pub(crate) primary: NodeSpec,
-    pub(crate) replicas: Vec<NodeSpec>,
+    /// Every node, in order; under [`Roles::Fixed`] the first is the
+    /// primary.
+    pub(crate) nodes: Vec<NodeSpec>,
+    pub(crate) roles: Roles,
     pub(crate) pool_size: usize,
     pub(crate) pool_wait_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     pub(crate) balance: Balance,
     pub(crate) consistency: Consistency,
     pub(crate) max_lag: MaxLag,
@@ -63,15 +98,46 @@ impl RouterConfig {
     /// `key=value` connection string), no replicas yet, and defaults for the
     /// rest.
     pub fn new(primary_url: &str) -> Result<Self> {
-        Ok(RouterConfig {
-            primary: NodeSpec {
+        Ok(Self::with_nodes(
+            vec![NodeSpec {
                 name: "primary".to_owned(),
                 pg: parse_url(primary_url, "the primary")?,
-            },
-            replicas: Vec::new(),
+            }],
+            Roles::Fixed,
+        ))
+    }
+
+    /// A configuration over `urls`, nodes named `node1`, `node2`, ... in
+    /// order, without saying which is the primary: the router discovers it
+    /// (`pg_is_in_recovery()` and the timeline of every node) and follows it
+    /// through a failover. Writes go to the one node that answers as
+    /// primary (the newest timeline, if several do); while none does, they
+    /// fail with an error for which [`Error::is_failover`] holds. Every
+    /// other node in recovery serves reads.
+    ///
+    /// Fails on an empty list or a bad URL.
+    pub fn cluster<S: AsRef<str>>(urls: &[S]) -> Result<Self> {
+        let mut config = Self::with_nodes(Vec::new(), Roles::Discovered);
+        for url in urls {
+            config = config.node(url.as_ref())?;
+        }
+        if config.nodes.is_empty() {
+            return Err(Error::config(
+                "a cluster needs at least one node: give RouterConfig::cluster its nodes' URLs",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// An empty configuration with defaults for everything.
+    fn with_nodes(nodes: Vec<NodeSpec>, roles: Roles) -> Self {
+        RouterConfig {
+            nodes,
+            roles,
             pool_size: 16,
             pool_wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(10),
             balance: Balance::default(),
             consistency: Consistency::default(),
             max_lag: MaxLag::none(),
@@ -83,27 +149,41 @@ impl RouterConfig {
             poll_interval: Duration::from_millis(10),
             classify_cache_size: 4096,
             function_overrides: Overrides::default(),
-        })
+        }
     }
 
-    /// Adds a replica named `replicaN` (N counting from 1).
+    /// Adds a replica named `replicaN` (N counting from 1). In a
+    /// [`cluster`](RouterConfig::cluster), adds a node of that name whose
+    /// role the router discovers.
     pub fn replica(self, url: &str) -> Result<Self> {
-        let name = format!("replica{}", self.replicas.len() + 1);
+        let name = format!("replica{}", self.replica_names().count() + 1);
         self.named_replica(&name, url)
     }
 
-    /// Adds a replica with a name of your choice.
-    pub fn named_replica(mut self, name: &str, url: &str) -> Result<Self> {
-        if name.is_empty()
-            || name == self.primary.name
-            || self.replicas.iter().any(|r| r.name == name)
-        {
+    /// Adds a replica with a name of your choice. In a
+    /// [`cluster`](RouterConfig::cluster), adds a node whose role the
+    /// router discovers.
+    pub fn named_replica(self, name: &str, url: &str) -> Result<Self> {
+        self.named_node(name, url)
+    }
+
+    /// Adds a node named `nodeN` (N counting from 1 over every node). In a
+    /// configuration with a fixed primary ([`new`](RouterConfig::new)), it
+    /// is a replica.
+    pub fn node(self, url: &str) -> Result<Self> {
+        let name = format!("node{}", self.nodes.len() + 1);
+        self.named_node(&name, url)
+    }
+
+    /// Adds a node with a name of your choice (see [`node`](RouterConfig::node)).
+    pub fn named_node(mut self, name: &str, url: &str) -> Result<Self> {
+        if name.is_empty() || self.nodes.iter().any(|n| n.name == name) {
             return Err(Error::config(format!(
-                "replica name {name:?} is empty or already taken"
+                "node name {name:?} is empty or already taken"
             )));
         }
-        let pg = parse_url(url, &format!("replica {name}"))?;
-        self.replicas.push(NodeSpec {
+        let pg = parse_url(url, &format!("node {name}"))?;
+        self.nodes.push(NodeSpec {
             name: name.to_owned(),
             pg,
         });
@@ -125,6 +205,16 @@ impl RouterConfig {
     /// How long opening a connection may take (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a read on a replica may take, connecting included, before
+    /// drr abandons it, bans the replica and retries the read elsewhere
+    /// (default 10 s): a replica that stops answering without closing its
+    /// connections (a network blackhole) costs a read at most this. Reads
+    /// on the primary have no such deadline.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
         self
     }
 
@@ -222,9 +312,23 @@ impl RouterConfig {
         self
     }
 
-    /// The names of the replicas, in order.
+    /// The names of the nodes configured as replicas, in order: every node
+    /// but a fixed primary (in a [`cluster`](RouterConfig::cluster), every
+    /// node).
     pub fn replica_names(&self) -> impl Iterator<Item = &str> {
-        self.replicas.iter().map(|r| r.name.as_str())
+        let skip = usize::from(self.roles == Roles::Fixed);
+        self.nodes.iter().skip(skip).map(|n| n.name.as_str())
+    }
+
+    /// The names of every node, in order (a fixed primary first).
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// Whether the router discovers the primary
+    /// ([`cluster`](RouterConfig::cluster)) rather than being told.
+    pub fn discovers_roles(&self) -> bool {
+        self.roles == Roles::Discovered
     }
 }
 
@@ -256,6 +360,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_cluster_names_its_nodes_and_fixes_no_primary() {
+        let config = RouterConfig::cluster(&["postgres://u@h:1/d", "postgres://u@h:2/d"])
+            .and_then(|c| c.named_node("eu", "postgres://u@h:3/d"))
+            .unwrap();
+        assert!(config.discovers_roles());
+        assert_eq!(
+            config.node_names().collect::<Vec<_>>(),
+            ["node1", "node2", "eu"]
+        );
+        assert_eq!(config.replica_names().count(), 3, "every node may be one");
+        let fixed = RouterConfig::new("postgres://u@h/d").unwrap();
+        assert!(!fixed.discovers_roles());
+        let none: [&str; 0] = [];
+        let err = RouterConfig::cluster(&none).unwrap_err();
+        assert!(
+            err.is_config() && err.to_string().contains("at least one node"),
+            "{err}"
+        );
+    }
+
     /// Every default of the configuration, as the docs write it: a name and
     /// its value (`16`, `5 s`, `500 ms`, `RoundRobin`, `none`).
     fn documented_defaults() -> Vec<(&'static str, String)> {
@@ -283,6 +408,7 @@ mod tests {
             ("pool_size", c.pool_size.to_string()),
             ("pool_wait_timeout", time(c.pool_wait_timeout)),
             ("connect_timeout", time(c.connect_timeout)),
+            ("read_timeout", time(c.read_timeout)),
             ("balance", format!("{:?}", c.balance)),
             ("consistency", format!("{:?}", c.consistency)),
             ("max_lag", max_lag),

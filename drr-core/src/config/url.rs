@@ -51,7 +51,7 @@ mod tests {
         let err = RouterConfig::new("postgres://u@h/d")
             .and_then(|c| c.named_replica("eu", "host=h"))
             .expect_err("a replica without a user");
-        assert!(err.to_string().contains("replica eu"), "{err}");
+        assert!(err.to_string().contains("node eu"), "{err}");
         for good in [
             "postgres://u@h/d",
             "postgresql://u:p@h1:1,h2:2/d",

@@ -65,7 +65,7 @@ pub(crate) async fn on_primary<O: Op>(
 ) -> Result<Routed<O::Out>> {
     let span = tracing::debug_span!("drr.write", ?reason);
     async {
-        let client = connect(cluster, NodeId::Primary).await?;
+        let client = connect_writer(cluster).await?;
         run_as_write::<O>(client, sql, params).await
     }
     .instrument(span)
@@ -81,7 +81,7 @@ async fn run_as_write<O: Op>(
     client.node_ref().counters.write();
     let out = O::run(&client, sql, params)
         .await
-        .map_err(|e| client.error(e))?;
+        .map_err(|e| client.write_error(e))?;
     Ok(Routed {
         out,
         client,
@@ -94,13 +94,23 @@ pub(crate) async fn write_transaction<'s>(
     cluster: &Arc<Cluster>,
     session: Option<&'s SessionState>,
 ) -> Result<Transaction<'s>> {
-    let client = connect(cluster, NodeId::Primary).await?;
-    cluster.node(NodeId::Primary).counters.write();
+    let client = connect_writer(cluster).await?;
+    client.node_ref().counters.write();
     client
         .batch_execute("BEGIN")
         .await
-        .map_err(|e| client.error(e))?;
-    Ok(Transaction::new(client, session))
+        .map_err(|e| client.write_error(e))?;
+    Ok(Transaction::new(client, true, session))
+}
+
+/// A pooled connection to the primary, for writes. In a cluster whose
+/// primary the router discovers, fails with a failover error while there is
+/// none, or when it cannot be reached (and has the monitor look for it).
+pub(crate) async fn connect_writer(cluster: &Arc<Cluster>) -> Result<NodeClient> {
+    let id = cluster.writer()?;
+    connect(cluster, id)
+        .await
+        .map_err(|error| cluster.primary_error(id, error))
 }
 
 /// A pooled connection to one node.

@@ -53,29 +53,41 @@ pub(crate) async fn read<O: Op>(
     let mut failed = None;
     loop {
         let (id, error) = match choose(cluster, ctx, failed).await {
-            Ok(client) => match volatility::verdict(&client, statement.functions).await {
-                Ok(Some(Volatility::ReadOnly)) => match O::run(&client, sql, params).await {
-                    Ok(out) => {
-                        cluster.node(client.id()).counters.read();
-                        tracing::Span::current().record("node", client.node());
-                        return Ok(Routed {
-                            out,
-                            client,
-                            wrote: false,
-                        });
-                    }
-                    Err(err) => (client.id(), client.error(err)),
-                },
-                Ok(verdict) => {
+            Ok(client) => match within_deadline(cluster, client.id(), async {
+                match volatility::verdict(&client, statement.functions).await {
+                    Ok(Some(Volatility::ReadOnly)) => O::run(&client, sql, params).await.map(Ok),
+                    Ok(verdict) => Ok(Err(verdict)),
+                    Err(err) => Err(err),
+                }
+            })
+            .await
+            {
+                Err(timeout) => {
+                    // It may answer later, on a connection no one waits on.
+                    let id = client.id();
+                    client.discard();
+                    (id, timeout)
+                }
+                Ok(Ok(Ok(out))) => {
+                    cluster.node(client.id()).counters.read();
+                    tracing::Span::current().record("node", client.node());
+                    return Ok(Routed {
+                        out,
+                        client,
+                        wrote: false,
+                    });
+                }
+                Ok(Ok(Err(verdict))) => {
                     return writes::<O>(cluster, statement, params, client, verdict).await;
                 }
-                Err(err) => (client.id(), client.error(err)),
+                Ok(Err(err)) => (client.id(), client.error(err)),
             },
             Err(Failure::On(id, error)) => (id, error),
             Err(Failure::Final(error)) => return Err(error),
         };
         let node = cluster.node(id);
-        if id != NodeId::Primary && error.is_read_only_violation() {
+        let on_primary_node = cluster.primary() == Some(id);
+        if !on_primary_node && error.is_read_only_violation() {
             // It writes after all (a view over a writing function, say):
             // only the primary can run it, now and from now on.
             node.counters.retry();
@@ -84,11 +96,14 @@ pub(crate) async fn read<O: Op>(
             tracing::info!(node = %node.name, "a read wrote on a replica: running it on the primary");
             return on_primary::<O>(cluster, sql, params, Reason::WroteOnReplica).await;
         }
-        if failed.is_some() || id == NodeId::Primary || !error.is_retryable_read() {
+        if on_primary_node {
+            return Err(cluster.primary_error(id, error));
+        }
+        if failed.is_some() || !error.is_retryable_read() {
             return Err(error);
         }
         node.counters.retry();
-        if error.is_connection() || error.is_authentication() {
+        if error.is_connection() || error.is_authentication() || error.is_read_timeout() {
             node.ban(cluster.clock.now_ms(), cluster.config.ban_duration);
         }
         tracing::info!(node = %node.name, %error, "read failed on a replica: retrying elsewhere");
@@ -115,7 +130,7 @@ async fn writes<O: Op>(
             .cache
             .remember_primary(statement.sql, Reason::WritingFunction);
     }
-    if client.id() == NodeId::Primary {
+    if cluster.primary() == Some(client.id()) {
         return run_as_write::<O>(client, statement.sql, params).await;
     }
     drop(client);
@@ -137,7 +152,7 @@ pub(crate) async fn read_transaction(
 ) -> Result<Transaction<'static>> {
     let begin = Statement::plain("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     let routed = read::<Batch>(cluster, ctx, &begin, &[]).await?;
-    Ok(Transaction::new(routed.client, None))
+    Ok(Transaction::new(routed.client, false, None))
 }
 
 /// Why no connection for a read: a node that failed (worth a retry
@@ -154,11 +169,12 @@ async fn choose(
     failed: Option<NodeId>,
 ) -> Result<NodeClient, Failure> {
     if ctx.pinned() {
-        cluster.node(NodeId::Primary).counters.pinned_read();
-        return connect_for_read(cluster, NodeId::Primary).await;
+        let primary = read_primary(cluster)?;
+        cluster.node(primary).counters.pinned_read();
+        return connect_for_read(cluster, primary).await;
     }
-    if cluster.replicas.is_empty() {
-        return connect_for_read(cluster, NodeId::Primary).await;
+    if cluster.nodes.len() == 1 {
+        return connect_for_read(cluster, NodeId(0)).await;
     }
     let required = ctx.required();
     if required.is_some_and(|token| is_foreign(cluster, token)) {
@@ -181,7 +197,10 @@ async fn choose(
 /// Whether `token` names another cluster than the primary's: no replica of
 /// this primary has what it covers, whatever their positions.
 fn is_foreign(cluster: &Cluster, token: LsnToken) -> bool {
-    match (token.cluster(), cluster.primary.health.cluster()) {
+    let ours = cluster
+        .primary()
+        .and_then(|p| cluster.node(p).health.cluster());
+    match (token.cluster(), ours) {
         (Some(theirs), Some(ours)) => theirs.as_u64() != ours,
         _ => false,
     }
@@ -195,24 +214,27 @@ pub(crate) fn pick_replica(
     failed: Option<NodeId>,
 ) -> Option<NodeId> {
     let now = cluster.clock.now_ms();
+    let primary = cluster.primary();
     cluster
         .balancer
         .pick(
-            cluster.replicas.len(),
+            cluster.nodes.len(),
             |i| {
-                let health = &cluster.replicas[i].health;
-                failed != Some(NodeId::Replica(i))
+                let health = &cluster.nodes[i].health;
+                let id = Some(NodeId(i));
+                failed != id
+                    && primary != id
                     && health.serves_reads(now, &cluster.config.max_lag)
                     && required.is_none_or(|token| health.has_replayed(token))
             },
             |i| {
-                cluster.replicas[i]
+                cluster.nodes[i]
                     .health
                     .outstanding
                     .load(std::sync::atomic::Ordering::Relaxed)
             },
         )
-        .map(NodeId::Replica)
+        .map(NodeId)
 }
 
 /// Sends a read to the primary, or fails, as configured.
@@ -238,15 +260,39 @@ async fn fall_back(cluster: &Arc<Cluster>, reason: FallbackReason) -> Result<Nod
         };
         return Err(Failure::Final(Error::no_healthy_node("read", why)));
     }
-    cluster.node(NodeId::Primary).counters.fallback(reason);
-    connect_for_read(cluster, NodeId::Primary).await
+    let primary = read_primary(cluster)?;
+    cluster.node(primary).counters.fallback(reason);
+    connect_for_read(cluster, primary).await
+}
+
+/// The primary, for a read that must go there; a failover error while no
+/// node is the primary.
+fn read_primary(cluster: &Cluster) -> Result<NodeId, Failure> {
+    cluster.writer().map_err(Failure::Final)
 }
 
 pub(crate) async fn connect_for_read(
     cluster: &Arc<Cluster>,
     id: NodeId,
 ) -> Result<NodeClient, Failure> {
-    connect(cluster, id)
+    match within_deadline(cluster, id, connect(cluster, id)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) | Err(error) => Err(Failure::On(id, error)),
+    }
+}
+
+/// Runs `work` for a read on node `id`: on a replica within the read
+/// timeout (`Err` when it passes), on the primary without a deadline.
+async fn within_deadline<T>(
+    cluster: &Cluster,
+    id: NodeId,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    if cluster.role(id) == crate::role::Role::Primary {
+        return Ok(work.await);
+    }
+    let after = cluster.config.read_timeout;
+    tokio::time::timeout(after, work)
         .await
-        .map_err(|error| Failure::On(id, error))
+        .map_err(|_| Error::read_timeout(&cluster.node(id).name, after))
 }

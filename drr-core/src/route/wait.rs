@@ -25,26 +25,26 @@ pub(crate) async fn wait_for_catch_up(
     let now = cluster.clock.now_ms();
     let max_wait = cluster.config.max_wait;
     let target = token.lsn();
-    let eligible: Vec<usize> = (0..cluster.replicas.len())
-        .filter(|&i| {
-            cluster.replicas[i]
-                .health
-                .serves_reads(now, &cluster.config.max_lag)
+    let primary = cluster.primary();
+    let eligible: Vec<NodeId> = cluster
+        .ids()
+        .filter(|&(id, node)| {
+            Some(id) != primary && node.health.serves_reads(now, &cluster.config.max_lag)
         })
+        .map(|(id, _)| id)
         .collect();
     let candidate = eligible
         .iter()
         .copied()
-        .filter(|&i| cluster.replicas[i].health.reached_timeline_of(token))
-        .max_by_key(|&i| cluster.replicas[i].health.replay_lsn());
-    let Some(i) = candidate else {
+        .filter(|&id| cluster.node(id).health.reached_timeline_of(token))
+        .max_by_key(|&id| cluster.node(id).health.replay_lsn());
+    let Some(id) = candidate else {
         return Ok(Err(if eligible.is_empty() {
             FallbackReason::CatchUpTimeout
         } else {
             FallbackReason::UnreachedTimeline
         }));
     };
-    let id = NodeId::Replica(i);
     let node = cluster.node(id);
     let written_after = cluster
         .history

@@ -6,16 +6,20 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::RouterConfig;
+use drr_env::Var;
+
 use crate::env::{PRIMARY_URL, REPLICA_NAMES, REPLICA_URLS};
 use crate::testing::error::Error;
 use crate::testing::wait;
 
-/// The replicas' delays in milliseconds, comma-separated, in the same order.
-pub const REPLICA_DELAYS_MS: &str = "DRR_REPLICA_DELAYS_MS";
-/// The superuser URL of the primary.
-pub const ADMIN_PRIMARY_URL: &str = "DRR_ADMIN_PRIMARY_URL";
-/// The superuser URLs of the replicas, comma-separated, in the same order.
-pub const ADMIN_REPLICA_URLS: &str = "DRR_ADMIN_REPLICA_URLS";
+/// The replicas' delays in milliseconds, comma-separated, in the same order
+/// ([`Var::ReplicaDelaysMs`]).
+pub const REPLICA_DELAYS_MS: &str = Var::ReplicaDelaysMs.name();
+/// The superuser URL of the primary ([`Var::AdminPrimaryUrl`]).
+pub const ADMIN_PRIMARY_URL: &str = Var::AdminPrimaryUrl.name();
+/// The superuser URLs of the replicas, comma-separated, in the same order
+/// ([`Var::AdminReplicaUrls`]).
+pub const ADMIN_REPLICA_URLS: &str = Var::AdminReplicaUrls.name();
 
 /// One replica of the stack.
 #[derive(Debug, Clone)]
@@ -84,11 +88,7 @@ impl TestStack {
                 .ok_or(Error::NoStack { var: name })
         };
         let list = |value: Option<String>| -> Vec<String> {
-            value
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
+            drr_env::split(&value.unwrap_or_default())
                 .map(str::to_owned)
                 .collect()
         };
@@ -316,6 +316,45 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("2 entries"), "{err}");
+    }
+
+    /// The environment contract (`drr_env`): every variable drr-core and
+    /// its test helpers read, drr-stack prints, for a stack with replicas
+    /// and with the superuser's URLs (as `cargo xtask test` exports them).
+    #[test]
+    fn everything_read_here_drr_stack_prints() {
+        let spec = drr_stack::testing::spec(&[Duration::ZERO, Duration::from_millis(5)])
+            .expect("a spec on free ports");
+        let secrets = drr_stack::secrets::Secrets {
+            superuser: "postgres".into(),
+            superuser_password: "s".into(),
+            replication_password: "r".into(),
+        };
+        let printed = drr_stack::env::vars(&spec, Some(&secrets));
+        let read = std::cell::RefCell::new(Vec::new());
+        let lookup = |key: &str| {
+            read.borrow_mut().push(key.to_owned());
+            printed
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let config = RouterConfig::from_lookup(lookup).expect("drr-core reads what it prints");
+        assert!(config.discovers_roles(), "DRR_WRITER_URL is printed");
+        let stack = TestStack::from_lookup(lookup).expect("the test helpers read it too");
+        assert_eq!(stack.replicas().len(), 2);
+        let read = read.into_inner();
+        assert!(read.len() >= 7, "{read:?}");
+        for key in read {
+            assert!(
+                Var::from_name(&key).is_some(),
+                "drr-core reads {key}, which is not in drr_env::Var"
+            );
+            assert!(
+                printed.iter().any(|(k, _)| *k == key),
+                "drr-core reads {key}, which drr-stack does not print: {printed:?}"
+            );
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub async fn figures(
                 let errors: Vec<f64> = replica.samples.iter().map(|s| s.error_ms).collect();
                 curve.add(f64::from(tps), &errors);
                 figures.push(Figure {
-                    group: "8. growth: lag error vs write load".into(),
+                    group: "9. growth: lag error vs write load".into(),
                     name: format!(
                         "visibility lag − configured, delay {} ms, pgbench -R {tps}",
                         replica.delay_ms

@@ -9,6 +9,7 @@
 
 mod chart;
 mod lag;
+mod net;
 mod peers;
 mod pgpool;
 mod report;
@@ -33,6 +34,9 @@ pub enum Part {
     Lag,
     /// The workspace's own `cargo bench` benchmarks.
     Cargo,
+    /// The fault proxy's overhead: round trips and throughput through a
+    /// client link against direct, alternating.
+    Net,
     /// drr against its peers: pgpool-II (throughput, latency, stale reads)
     /// and `#[sqlx::test]` (per-test databases).
     Peers,
@@ -83,6 +87,11 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             &mut charts,
         )
         .await?;
+        part_done(started);
+    }
+    if wanted(Part::Net) {
+        let started = part_started("the fault proxy's overhead");
+        net::figures(cache.path(), rounds, &mut comparisons).await?;
         part_done(started);
     }
     if wanted(Part::Cargo) {

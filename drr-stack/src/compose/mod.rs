@@ -114,6 +114,12 @@ impl<'p> Compose<'p> {
 
     /// [`Compose::up`], allowed to do what `options` allow.
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
+        anyhow::ensure!(
+            !self.spec().has_fault_links(),
+            "the spec opts links into the fault proxy, which only the native backend runs for \
+             now; run `cargo xtask up --backend native`, or remove `.client_link(...)` and \
+             `.replication_link(...)` from the spec"
+        );
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
@@ -276,7 +282,7 @@ impl<'p> Compose<'p> {
     /// project when there is a compose file and a Docker engine answers;
     /// otherwise says why there is nothing to stop.
     pub fn down_if_reachable(project: &Project, progress: &mut Progress) -> Result<()> {
-        if !compose_file(project).is_file() {
+        if !project.spec().compose || !compose_file(project).is_file() {
             progress.note("no compose stack: the workspace has no compose/docker-compose.yaml");
             return Ok(());
         }

@@ -150,6 +150,11 @@ impl<'p> Native<'p> {
         let restart = self.sync_config(Member::Primary(primary))?;
         self.run_node(&bins, primary, restart, &secrets, progress)
             .await?;
+        if spec.has_fault_links() {
+            progress.step("fault proxy", || self.net_up())?;
+        } else {
+            crate::net::launch::stop(&self.net_dir())?;
+        }
         let admin = pg::connect(spec, primary, Login::admin(&secrets)).await?;
         self.repair_replicas(&admin, &cold, progress).await?;
         self.bootstrap(&bins, &secrets, &bootstrap, progress)?;
@@ -281,6 +286,10 @@ impl<'p> Native<'p> {
             dirs.len(),
             self.state.root().display()
         );
+        // The fault proxy goes first: a primary's fast shutdown waits for
+        // its replicas to confirm the last WAL, which a cut replication
+        // link would hold back until the stop timeout.
+        crate::net::launch::stop(&self.net_dir())?;
         progress.step(&label, || process::stop(&dirs, STOP_TIMEOUT))
     }
 
@@ -296,6 +305,36 @@ impl<'p> Native<'p> {
             })?;
         }
         Ok(())
+    }
+
+    /// The fault proxy's directory (`net/` in the state directory).
+    pub fn net_dir(&self) -> crate::net::NetDir {
+        crate::net::NetDir::at(self.state.root().join("net"))
+    }
+
+    /// The user servers and the fault proxy run as (`None`: the caller).
+    pub fn server_user(&self) -> Option<&ServerUser> {
+        self.user.as_ref()
+    }
+
+    /// Runs the fault proxy with the links of the stack as it runs now
+    /// (restarting it when they changed or it crashed).
+    fn net_up(&self) -> Result<()> {
+        let spec = self.spec();
+        let config = crate::net::files::Config {
+            host: spec.host(),
+            api: spec.net_api,
+            links: spec
+                .fault_links()
+                .iter()
+                .map(|l| crate::net::files::LinkConfig {
+                    name: l.name(),
+                    listen: l.listen,
+                    upstream: l.upstream,
+                })
+                .collect(),
+        };
+        crate::net::launch::ensure(&self.net_dir(), &config, self.user.as_ref())
     }
 
     /// The server log of `node`.

@@ -21,7 +21,40 @@ impl Native<'_> {
     /// Writes the node's rendered configuration into its data directory;
     /// `true` when it changed.
     pub(super) fn sync_config(&self, member: Member<'_>) -> Result<bool> {
-        self.write_config(self.spec(), member)
+        let changed = self.write_config(self.spec(), member)?;
+        let Member::Replica(replica) = member else {
+            return Ok(changed);
+        };
+        Ok(self.sync_stream(&replica.node.name)? || changed)
+    }
+
+    /// Points replica `name`'s `primary_conninfo` at the port it streams
+    /// from now (its replication link's, or the primary's); `true` when it
+    /// changed.
+    fn sync_stream(&self, name: &str) -> Result<bool> {
+        let path = self.state.data_dir(name).join(standby::AUTO_CONF);
+        let Ok(current) = std::fs::read_to_string(&path) else {
+            return Ok(false);
+        };
+        let port = self.stream_upstream(name, &self.spec().primary).port;
+        let Some(moved) = standby::repoint_port(&current, port) else {
+            return Ok(false);
+        };
+        std::fs::write(&path, moved).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(true)
+    }
+
+    /// Where replica `name` reaches `upstream`: through its replication
+    /// link when `upstream` is the primary and the replica opts one in.
+    fn stream_upstream(&self, name: &str, upstream: &Node) -> standby::Upstream {
+        let spec = self.spec();
+        let mut address = self.upstream(upstream);
+        if upstream.name == spec.primary.name
+            && let Ok(node) = spec.node(name)
+        {
+            address.port = spec.replication_port(node);
+        }
+        address
     }
 
     /// Writes `member`'s configuration as `runtime` renders it; `true`
@@ -163,7 +196,7 @@ impl Native<'_> {
         let data = self.state.data_dir(name);
         let auto_conf = standby::auto_conf(
             spec,
-            &self.upstream(upstream),
+            &self.stream_upstream(name, upstream),
             name,
             &secrets.replication_password,
         );

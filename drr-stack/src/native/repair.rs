@@ -147,8 +147,19 @@ impl Native<'_> {
             bins,
             secrets,
         };
+        // A replica whose replication link a partition cuts cannot stream
+        // until `heal`; `up` waits for the others.
+        let cut = crate::net::command::cut_replicas(self.spec(), &self.net_dir());
+        let mut expected = self.spec().clone();
+        expected.replicas.retain(|r| !cut.contains(&r.node.name));
+        for name in &cut {
+            progress.note(&format!(
+                "not waiting for `{name}` to stream: a partition cuts its replication link \
+                 (`cargo xtask heal {name}` restores it)"
+            ));
+        }
         readiness::wait_streaming(
-            self.spec(),
+            &expected,
             secrets,
             admin,
             self,

@@ -166,6 +166,7 @@ impl<'a> Collector<'a> {
             written_s: signed_ms(self.t0, committed) / 1000.0,
             lag_ms,
             error_ms: lag_ms - delay_ms,
+            write_ms: signed_ms(sent, committed),
             window_ms: signed_ms(window_start.max(sent), at),
         };
         on_sample(&sample);

@@ -21,6 +21,11 @@ pub struct Sample {
     pub lag_ms: f64,
     /// `lag_ms` minus the replica's configured delay.
     pub error_ms: f64,
+    /// The marker's INSERT round trip, from sending it to its return.
+    /// `lag_ms + write_ms` counts from before the commit, so it is never
+    /// below the replica's delay, however loaded the machine; `lag_ms`
+    /// can be, by up to `write_ms`.
+    pub write_ms: f64,
     /// Width of the window the marker became visible in: from the start of
     /// the previous replica query (which did not see it) to the end of the
     /// one that did. The true visibility lag lies in
@@ -268,6 +273,7 @@ mod tests {
             written_s: f64::from(marker) * 0.5,
             lag_ms,
             error_ms: lag_ms - delay_ms,
+            write_ms: 0.8,
             window_ms: 1.5,
         }
     }

@@ -65,6 +65,38 @@ pub fn auto_conf(
     )
 }
 
+/// `auto_conf` (a `postgresql.auto.conf`) with its `primary_conninfo`'s
+/// port set to `port`, every other setting and word kept; `None` when it
+/// names no port or `port` already.
+pub fn repoint_port(auto_conf: &str, port: u16) -> Option<String> {
+    let mut changed = false;
+    let lines: Vec<String> = auto_conf
+        .split('\n')
+        .map(|line| {
+            if !line.trim_start().starts_with("primary_conninfo") {
+                return line.to_owned();
+            }
+            let Some(at) = line
+                .match_indices("port=")
+                .map(|(i, _)| i)
+                .find(|&i| i > 0 && matches!(line.as_bytes()[i - 1], b' ' | b'\''))
+            else {
+                return line.to_owned();
+            };
+            let digits_at = at + "port=".len();
+            let digits = line[digits_at..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(line.len(), |n| digits_at + n);
+            if line[digits_at..digits] == *port.to_string() {
+                return line.to_owned();
+            }
+            changed = true;
+            format!("{}{port}{}", &line[..digits_at], &line[digits..])
+        })
+        .collect();
+    changed.then(|| lines.join("\n"))
+}
+
 /// A libpq connection-string value: as it is when it is a plain word, else
 /// single-quoted with `\` and `'` escaped by a backslash.
 fn conninfo_value(value: &str) -> String {
@@ -82,6 +114,19 @@ fn conninfo_value(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::spec::default_spec;
+
+    #[test]
+    fn repointing_changes_only_the_conninfo_port() {
+        let conf = "# comment port=1\nprimary_conninfo = 'user=r password=port=9 host=127.0.0.1 port=5432 sslmode=prefer'\nprimary_slot_name = 'r'\n";
+        let moved = repoint_port(conf, 6434).unwrap();
+        assert_eq!(
+            moved,
+            conf.replace(" port=5432 ", " port=6434 "),
+            "the password's `port=` and the comment stay"
+        );
+        assert_eq!(repoint_port(&moved, 6434), None);
+        assert_eq!(repoint_port("primary_slot_name = 'r'\n", 1), None);
+    }
 
     #[test]
     fn streams_from_the_upstream_through_the_replicas_slot() {

@@ -8,9 +8,13 @@
 //! acts on a half-valid spec.
 
 mod external;
+mod net;
+mod project;
 mod validate;
 
 pub use external::{Credentials, CredentialsError, EnvCredentials, External};
+pub use net::{Link, LinkKind, Links};
+pub use project::TestCommand;
 pub use validate::{Problem, SpecError};
 
 use std::collections::BTreeMap;
@@ -105,6 +109,14 @@ pub struct StackSpec {
     /// A cluster drr does not run (see [`StackSpec::external`]); `None` for
     /// a stack drr runs.
     pub external: Option<External>,
+    /// Whether `cargo xtask gen` writes `compose/` (see
+    /// [`StackSpec::without_compose`]).
+    pub compose: bool,
+    /// What `cargo xtask test` runs; `None`: the workspace's Rust tests.
+    pub test_command: Option<TestCommand>,
+    /// Port of the fault proxy's Toxiproxy-compatible HTTP API (see
+    /// [`StackSpec::net_api`]); `None`: no API.
+    pub net_api: Option<u16>,
 }
 
 /// A Postgres server of the stack.
@@ -120,6 +132,9 @@ pub struct Node {
     /// Where the node answers, for an external cluster's nodes (drr's own
     /// nodes answer on the spec's listen address).
     pub host: Option<String>,
+    /// Which of the node's links go through the fault proxy (none unless
+    /// the spec opts in; see [`Node::client_link`]).
+    pub links: Links,
 }
 
 /// A node with its part in the stack.
@@ -226,6 +241,9 @@ impl StackSpec {
             slot_wal_limit_mb: Some(DEFAULT_SLOT_WAL_LIMIT_MB),
             durable: false,
             external: None,
+            compose: true,
+            test_command: None,
+            net_api: None,
         }
     }
 
@@ -457,6 +475,7 @@ impl Node {
             port,
             settings: Settings::new(),
             host: None,
+            links: Links::default(),
         }
     }
 

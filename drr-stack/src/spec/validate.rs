@@ -166,6 +166,37 @@ impl Validator {
         }
         self.roles(spec);
         self.databases(spec);
+        self.problems.extend(super::net::problems(spec));
+        self.project(spec);
+    }
+
+    fn project(&mut self, spec: &StackSpec) {
+        if !spec.compose && spec.backend == super::Backend::Compose {
+            self.report(
+                "backend",
+                "the compose backend needs the compose files the spec opts out of",
+                "remove `.without_compose()`, or the `.backend(Backend::Compose)` call",
+            );
+        }
+        let Some(command) = &spec.test_command else {
+            return;
+        };
+        if command.program.trim().is_empty() {
+            self.report(
+                "test_command.program",
+                "the test command names no program",
+                "name one, e.g. `TestCommand::new(\"python\").args([\"manage.py\", \"test\"])`",
+            );
+        }
+        if let Some(node) = &command.libpq_node
+            && spec.node(node).is_err()
+        {
+            self.report(
+                "test_command.libpq_node",
+                format!("`{node}` is not a node of the spec"),
+                "name the primary or one of the replicas",
+            );
+        }
     }
 
     fn names(&mut self, spec: &StackSpec) {

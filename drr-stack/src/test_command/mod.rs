@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the one command that checks generated files, brings
 //! the stack to what the spec says, and runs the workspace's tests with the
-//! stack's connection environment exported.
+//! stack's connection environment exported: its Rust tests, or the command
+//! the spec names ([`crate::spec::TestCommand`], in any language).
 //!
 //! A known starting state: runtime overrides left by `cargo xtask delay` or
 //! `pause` are undone first (each on one line), unless `--keep-overrides`
@@ -10,6 +11,9 @@
 //! skipped; under `CI=true` that is an error instead.
 
 mod nextest;
+mod project_command;
+
+pub use project_command::libpq_vars;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -142,6 +146,11 @@ async fn run_tests(
         }
     }
 
+    if let Some(command) = &spec.test_command {
+        vars.extend(libpq_vars(&runtime, command)?);
+        let code = project_command::run(project.root(), command, options, &vars)?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
     let skipped = skipped_requirements(project.root())?;
     let runner = Runner::detect();
     let target = target_dir(project.root());
@@ -158,32 +167,57 @@ async fn run_tests(
             invoke(project.root(), args, &vars, options.quiet)?
         }
     };
-    if code == 0 && runner == Runner::Nextest {
-        code = doctests(project.root(), options, &skipped, &vars)?;
+    if runner == Runner::Nextest {
+        if code == 0 {
+            code = doctests(project.root(), options, &skipped, &vars)?;
+        } else {
+            eprintln!("doctests not run: the tests above failed");
+        }
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// nextest does not run doctests: run them with `cargo test --doc` on a
-/// plain run (test arguments passed on), and say so when they are left out.
+/// nextest does not run doctests: they run with `cargo test --doc` after
+/// nextest passed, with the test arguments passed on, and otherwise a line
+/// says why they did not (even under `--quiet`: a run never leaves tests
+/// out silently).
 fn doctests(
     root: &Path,
     options: &TestOptions,
     skipped: &[Requirement],
     vars: &[(&str, String)],
 ) -> Result<i32> {
-    if options.repeat.is_some() || !options.runner_args.is_empty() {
-        if !options.quiet {
-            eprintln!(
-                "doctests not run: they run on a plain `cargo xtask test [-- ARGS]`; \
-                 run them alone with `cargo test --doc`"
-            );
+    match doctest_plan(options, skipped) {
+        Doctests::Run(args) => invoke(root, args, vars, options.quiet),
+        Doctests::Skip(reason) => {
+            eprintln!("doctests not run: {reason}; run them alone with `cargo test --doc`");
+            Ok(0)
         }
-        return Ok(0);
+    }
+}
+
+/// Whether the doctests run after nextest, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Doctests {
+    /// `cargo ARGS`.
+    Run(Vec<String>),
+    /// Not run, for this reason.
+    Skip(&'static str),
+}
+
+/// Runner arguments (`-p`, `-E`...) and `--repeat` are nextest's and
+/// select nextest's tests; test arguments (a name filter, `--exact`...)
+/// are libtest's, so the doctests run with them.
+fn doctest_plan(options: &TestOptions, skipped: &[Requirement]) -> Doctests {
+    if options.repeat.is_some() {
+        return Doctests::Skip("`--repeat` repeats nextest's tests only");
+    }
+    if !options.runner_args.is_empty() {
+        return Doctests::Skip("runner arguments select nextest's tests only");
     }
     let mut args = vec!["test".to_owned(), "--doc".to_owned()];
     args.extend(test_args(options, skipped));
-    invoke(root, args, vars, options.quiet)
+    Doctests::Run(args)
 }
 
 /// `--` and the test arguments, plus a `--skip` per skipped requirement
@@ -277,5 +311,31 @@ mod tests {
             strings(&["--", "--nocapture", "--skip", "requires_docker::"])
         );
         assert!(test_args(&TestOptions::default(), &[]).is_empty());
+    }
+
+    #[test]
+    fn doctests_run_with_the_test_arguments_and_say_when_they_do_not() {
+        let filtered = TestOptions {
+            test_args: strings(&["lag", "--exact"]),
+            ..TestOptions::default()
+        };
+        assert_eq!(
+            doctest_plan(&filtered, &[]),
+            Doctests::Run(strings(&["test", "--doc", "--", "lag", "--exact"]))
+        );
+        assert_eq!(
+            doctest_plan(&TestOptions::default(), &[]),
+            Doctests::Run(strings(&["test", "--doc"]))
+        );
+        let selected = TestOptions {
+            runner_args: strings(&["-p", "drr-core"]),
+            ..filtered.clone()
+        };
+        assert!(matches!(doctest_plan(&selected, &[]), Doctests::Skip(_)));
+        let repeated = TestOptions {
+            repeat: Some(3),
+            ..filtered
+        };
+        assert!(matches!(doctest_plan(&repeated, &[]), Doctests::Skip(_)));
     }
 }

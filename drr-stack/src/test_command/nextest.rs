@@ -45,6 +45,11 @@ pub(super) fn run(
         PROFILE.into(),
     ];
     args.extend(runner_args);
+    if !options.test_args.is_empty() {
+        // A name filter may match only doctests, which run next: no match
+        // among nextest's tests is no failure.
+        args.push("--no-tests=warn".into());
+    }
     let test_args = test_args(
         &TestOptions {
             test_args: options.test_args.clone(),

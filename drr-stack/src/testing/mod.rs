@@ -27,12 +27,16 @@ use tokio_postgres::Client;
 
 use crate::native::{Native, StateDir};
 
-pub mod patroni;
 use crate::pg::{self, Login};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::secrets::Secrets;
 use crate::spec::{Node, Replica, Role, StackSpec};
+
+pub mod patroni;
+mod ports;
+
+pub use ports::free_ports;
 
 /// The login role of [`TempStack::spec`] (a password with a space, so that
 /// URL encoding is exercised everywhere).
@@ -159,17 +163,19 @@ pub fn spec(delays: &[Duration]) -> Result<StackSpec> {
     Ok(spec)
 }
 
-/// `n` distinct free loopback ports.
-pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<std::io::Result<Vec<u16>>>()
-        .context("cannot find free ports")
+/// [`spec`] with every replica's client and replication links through the
+/// fault proxy, and its Toxiproxy API, on free ports (see
+/// docs/network-faults.md).
+pub fn net_spec(delays: &[Duration]) -> Result<StackSpec> {
+    let mut spec = spec(delays)?;
+    let ports = free_ports(2 * delays.len() + 1)?;
+    for (replica, ports) in spec.replicas.iter_mut().zip(ports.chunks(2)) {
+        *replica = replica
+            .clone()
+            .client_link(ports[0])
+            .replication_link(ports[1]);
+    }
+    Ok(spec.net_api(ports[2 * delays.len()]))
 }
 
 /// A fresh temporary directory that the server user can reach, marked as
@@ -239,8 +245,54 @@ pub const COMPOSE_CHECKER: Requirement = Requirement {
     check: check_compose_checker,
 };
 
+/// Django and psycopg in `examples/django/.venv`, for the Django example's
+/// tests (`.ci/run` installs them from PyPI).
+pub const DJANGO: Requirement = Requirement {
+    module: "requires_django",
+    what: "Django and psycopg in examples/django/.venv",
+    check: check_django,
+};
+
+fn check_django(root: &Path) -> Result<()> {
+    let python = root.join("examples/django/.venv/bin/python");
+    crate::command::Command::new(&python)
+        .args(["-c", "import django, psycopg"])
+        .read()
+        .map(drop)
+        .context(
+            "examples/django/.venv has no Django and psycopg; create it with `python3 -m venv \
+             examples/django/.venv && examples/django/.venv/bin/pip install -r \
+             examples/django/requirements.txt`",
+        )
+}
+
+/// A Python with toxiproxy-python (a real Toxiproxy client, to drive the
+/// fault proxy's API): `$DRR_TOXIPROXY_PYTHON`, else `python3`.
+pub const TOXIPROXY_PYTHON: Requirement = Requirement {
+    module: "requires_toxiproxy_python",
+    what: "a Python with toxiproxy-python ($DRR_TOXIPROXY_PYTHON, else python3)",
+    check: check_toxiproxy_python,
+};
+
+/// Environment variable naming the Python [`TOXIPROXY_PYTHON`] runs.
+pub const TOXIPROXY_PYTHON_ENV: &str = "DRR_TOXIPROXY_PYTHON";
+
+/// The Python interpreter [`TOXIPROXY_PYTHON`] names.
+pub fn toxiproxy_python() -> String {
+    std::env::var(TOXIPROXY_PYTHON_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
 /// Every requirement `cargo xtask test` knows.
-pub const REQUIREMENTS: &[Requirement] = &[DOCKER, COMPOSE_CHECKER, patroni::PATRONI];
+pub const REQUIREMENTS: &[Requirement] = &[
+    DOCKER,
+    COMPOSE_CHECKER,
+    patroni::PATRONI,
+    DJANGO,
+    TOXIPROXY_PYTHON,
+];
 
 /// Where CI provides the Compose Specification's JSON schema for the
 /// workspace at `root`.
@@ -292,6 +344,21 @@ fn check_docker(_: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn check_toxiproxy_python(_: &Path) -> Result<()> {
+    let python = toxiproxy_python();
+    crate::command::Command::new(&python)
+        .args(["-c", "import toxiproxy"])
+        .read()
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "`{python}` cannot import toxiproxy; `python3 -m venv /tmp/toxiproxy-venv && \
+                 /tmp/toxiproxy-venv/bin/pip install toxiproxy-python`, then set \
+                 {TOXIPROXY_PYTHON_ENV}=/tmp/toxiproxy-venv/bin/python"
+            )
+        })
 }
 
 fn check_compose_checker(root: &Path) -> Result<()> {

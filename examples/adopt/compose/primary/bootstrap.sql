@@ -7,6 +7,6 @@ ALTER ROLE postgres WITH PASSWORD :'superuser_password';
 SELECT 'CREATE ROLE "drr_replicator"' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'drr_replicator') \gexec
 ALTER ROLE "drr_replicator" WITH LOGIN REPLICATION PASSWORD :'replication_password';
 SELECT 'CREATE ROLE "shop"' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop') \gexec
-ALTER ROLE "shop" WITH LOGIN PASSWORD 'shop-pass';
+ALTER ROLE "shop" WITH LOGIN CREATEDB PASSWORD 'shop-pass';
 SELECT 'CREATE DATABASE "shop" OWNER "shop"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'shop') \gexec
 ALTER DATABASE "shop" OWNER TO "shop";

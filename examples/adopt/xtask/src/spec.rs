@@ -12,6 +12,6 @@ pub fn spec() -> StackSpec {
         .primary(Node::new("primary", 15432))
         .replica(Replica::new("near", 15433).delay(Duration::from_millis(200)))
         .replica(Replica::new("far", 15434).delay(Duration::from_millis(3000)))
-        .role(Role::login("shop", "shop-pass"))
+        .role(Role::login("shop", "shop-pass").createdb())
         .database("shop", "shop")
 }

@@ -1,0 +1,16 @@
+"""Reads from the replica, writes to the primary: the routing that makes
+replication lag an application's problem."""
+
+
+class PrimaryReplicaRouter:
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+    def db_for_write(self, model, **hints):
+        return "default"
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return True
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        return db == "default"
