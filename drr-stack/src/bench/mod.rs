@@ -7,8 +7,11 @@
 //! `DRR-BENCH {figure as JSON}` or `DRR-BENCH-COMPARISON {comparison}`.
 //! Nothing here asserts a speed; it reports.
 
+mod chart;
 mod lag;
 mod net;
+mod peers;
+mod pgpool;
 mod report;
 mod stack;
 
@@ -34,6 +37,9 @@ pub enum Part {
     /// The fault proxy's overhead: round trips and throughput through a
     /// client link against direct, alternating.
     Net,
+    /// drr against its peers: pgpool-II (throughput, latency, stale reads)
+    /// and `#[sqlx::test]` (per-test databases).
+    Peers,
 }
 
 /// How much to measure.
@@ -55,12 +61,18 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
     };
     let mut figures = Vec::new();
     let mut comparisons = Vec::new();
+    let mut charts = Vec::new();
     let wanted = |part| options.only.is_empty() || options.only.contains(&part);
     // The lag and cargo parts' stacks share one template cluster.
     let cache = crate::testing::scratch_dir("drr-bench-cache-")?;
     if wanted(Part::Stack) {
         let started = part_started(&format!("stack start-up ({runs} runs each)"));
-        stack::figures(runs, &mut figures, &mut comparisons).await?;
+        let sizes: &[usize] = if options.quick {
+            &[1, 2]
+        } else {
+            &[1, 2, 4, 8]
+        };
+        stack::figures(runs, sizes, &mut figures, &mut comparisons, &mut charts).await?;
         part_done(started);
     }
     if wanted(Part::Lag) {
@@ -69,8 +81,10 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             cache.path(),
             probe_for,
             rounds,
+            !options.quick,
             &mut figures,
             &mut comparisons,
+            &mut charts,
         )
         .await?;
         part_done(started);
@@ -92,6 +106,18 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
         .await?;
         part_done(started);
     }
+    if wanted(Part::Peers) {
+        let started = part_started("peers: pgpool-II and #[sqlx::test]");
+        peers::figures(
+            project,
+            cache.path(),
+            options.quick,
+            &mut figures,
+            &mut comparisons,
+        )
+        .await?;
+        part_done(started);
+    }
     let report = Report {
         machine: Machine {
             quick: options.quick,
@@ -99,6 +125,7 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
         },
         figures,
         comparisons,
+        charts,
     };
     let dir = project.root().join("target").join("drr").join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -106,6 +133,9 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
         dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
+    for chart in &report.charts {
+        std::fs::write(dir.join(&chart.file), chart.svg()?)?;
+    }
     let markdown = report.markdown();
     std::fs::write(dir.join("report.md"), &markdown)?;
     print!("{markdown}");
@@ -134,10 +164,28 @@ async fn workspace_benches(
     let delay_ms = if quick { 1000 } else { 3000 };
     let bench_stack = crate::testing::TempStack::with_cache(stack::spec(&[delay_ms])?, cache)?;
     bench_stack.up().await?;
-    let spec = bench_stack.spec();
     let secrets = bench_stack.secrets()?;
+    let vars = crate::env::vars(bench_stack.spec(), Some(&secrets));
+    cargo_bench(project, &["*"], quick, vars, figures, comparisons)?;
+    criterion_figures(&project.root().join("target").join("criterion"), figures);
+    Ok(())
+}
 
-    let mut args = vec!["bench", "--workspace", "--bench", "*", "--", "--noplot"];
+/// Runs `cargo bench` for the workspace's `benches` (names or `*`) with
+/// `vars` set and collects the `DRR-BENCH` lines they print.
+fn cargo_bench(
+    project: &Project,
+    benches: &[&str],
+    quick: bool,
+    vars: Vec<(&'static str, String)>,
+    figures: &mut Vec<Figure>,
+    comparisons: &mut Vec<Comparison>,
+) -> Result<()> {
+    let mut args = vec!["bench", "--workspace"];
+    for bench in benches {
+        args.extend(["--bench", bench]);
+    }
+    args.extend(["--", "--noplot"]);
     if quick {
         args.extend([
             "--warm-up-time",
@@ -150,7 +198,7 @@ async fn workspace_benches(
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo).args(args).dir(project.root());
-    for (key, value) in crate::env::vars(spec, Some(&secrets)) {
+    for (key, value) in vars {
         command = command.env(key, value);
     }
     if quick {
@@ -169,7 +217,6 @@ async fn workspace_benches(
             );
         }
     }
-    criterion_figures(&project.root().join("target").join("criterion"), figures);
     Ok(())
 }
 

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::chart::Chart;
+
 /// Prefix of a line a benchmark binary prints to hand a figure to
 /// `cargo xtask bench` (the rest of the line is a [`Figure`] as JSON).
 pub const FIGURE_LINE: &str = "DRR-BENCH ";
@@ -63,6 +65,9 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Every side-by-side comparison.
     pub comparisons: Vec<Comparison>,
+    /// Growth curves, drawn as SVG files next to the report.
+    #[serde(default)]
+    pub charts: Vec<Chart>,
 }
 
 /// Median, p99 (nearest rank), min and max of a figure's samples (`None`
@@ -196,6 +201,19 @@ impl Report {
                 }
             }
         }
+        if !self.charts.is_empty() {
+            out.push_str("\n## Growth curves\n\n");
+            for chart in &self.charts {
+                let _ = writeln!(out, "- [{}]({}): medians", chart.title, chart.file);
+                for (name, points) in &chart.series {
+                    let points: Vec<String> = points
+                        .iter()
+                        .map(|(x, y)| format!("{x} → {}", number(*y)))
+                        .collect();
+                    let _ = writeln!(out, "  - {name}: {}", points.join(", "));
+                }
+            }
+        }
         out
     }
 }
@@ -235,6 +253,7 @@ mod tests {
                 a: figure("drr", vec![500.0]),
                 b: figure("script", vec![1500.0]),
             }],
+            charts: Vec::new(),
         };
         let md = report.markdown();
         assert!(

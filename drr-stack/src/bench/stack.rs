@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::report::{Comparison, Figure};
+use super::chart::Chart;
+use super::report::{Comparison, Figure, stats};
 use crate::command::Command;
 use crate::host::{Binaries, ServerUser};
 use crate::native::Native;
@@ -69,15 +70,29 @@ fn figure(name: String, unit: &str, samples: Vec<f64>) -> Figure {
     }
 }
 
-/// Runs the stack figures with `runs` repetitions each.
+/// Runs the stack figures with `runs` repetitions each, for each replica
+/// count of `sizes`, and charts how cold `up` and its steps grow with it.
 pub async fn figures(
     runs: usize,
+    sizes: &[usize],
     figures: &mut Vec<Figure>,
     comparisons: &mut Vec<Comparison>,
+    charts: &mut Vec<Chart>,
 ) -> Result<()> {
     let bins = Binaries::find(15)?;
     let user = ServerUser::resolve()?;
-    for replicas in [1usize, 2] {
+    let mut growth: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut grow = |series: &str, replicas: usize, samples: &[f64]| {
+        let Some((median, ..)) = stats(samples) else {
+            return;
+        };
+        let point = (replicas as f64, median);
+        match growth.iter_mut().find(|(name, _)| name == series) {
+            Some((_, points)) => points.push(point),
+            None => growth.push((series.to_owned(), vec![point])),
+        }
+    };
+    for &replicas in sizes {
         let what = format!(
             "primary + {replicas} replica{}",
             if replicas > 1 { "s" } else { "" }
@@ -118,8 +133,10 @@ pub async fn figures(
                 baseline.push(baseline_up(&bins, user.as_ref())?);
             }
         }
+        grow("cold up", replicas, &cold);
         figures.push(figure(format!("cold up, {what}"), "ms", cold.clone()));
         for (kind, samples) in steps {
+            grow(kind, replicas, &samples);
             figures.push(figure(
                 format!("  cold up step: {kind}, {what}"),
                 "ms",
@@ -141,6 +158,13 @@ pub async fn figures(
             });
         }
     }
+    charts.push(Chart {
+        file: "growth-cold-up.svg".into(),
+        title: format!("cold up (template cached) vs replica count, median of {runs} runs"),
+        x_desc: "replicas".into(),
+        y_desc: "ms".into(),
+        series: growth,
+    });
     Ok(())
 }
 

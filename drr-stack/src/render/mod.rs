@@ -6,6 +6,7 @@
 
 pub mod compose;
 pub mod entrypoint;
+pub mod pgpool;
 pub mod postgres;
 pub mod sql;
 pub mod standby;
