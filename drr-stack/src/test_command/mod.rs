@@ -233,11 +233,13 @@ fn test_args(options: &TestOptions, skipped: &[Requirement]) -> Vec<String> {
     std::iter::once("--".to_owned()).chain(args).collect()
 }
 
-/// Checks every requirement; returns the missing ones after saying which
-/// tests they exclude, or fails under `CI=true`.
+/// Checks every requirement the workspace's tests have; returns the
+/// missing ones after saying which tests they exclude, or fails under
+/// `CI=true`.
 fn skipped_requirements(root: &Path) -> Result<Vec<Requirement>> {
     let missing: Vec<(Requirement, anyhow::Error)> = REQUIREMENTS
         .iter()
+        .filter(|r| declares_module(root, r.module))
         .filter_map(|r| r.check(root).err().map(|e| (*r, e)))
         .collect();
     if missing.is_empty() {
@@ -263,6 +265,37 @@ fn skipped_requirements(root: &Path) -> Result<Vec<Requirement>> {
         eprintln!("skipping {line}");
     }
     Ok(missing.into_iter().map(|(r, _)| r).collect())
+}
+
+/// Whether a Rust file under `root` declares `mod MODULE`: a workspace
+/// with no tests in such a module (an adopter's, say) does not need what
+/// the module's tests require. Build output, hidden directories and
+/// `node_modules` are not searched.
+fn declares_module(root: &Path, module: &str) -> bool {
+    let declaration = format!("mod {module}");
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    dirs.push(entry.path());
+                }
+            } else if name.ends_with(".rs")
+                && std::fs::read_to_string(entry.path()).is_ok_and(|s| s.contains(&declaration))
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Runs `cargo ARGS` in `root` with `vars`; returns its exit code.
@@ -297,6 +330,23 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_requirements_of_modules_the_workspace_declares_apply() {
+        let root = tempfile::tempdir().unwrap();
+        let tests = root.path().join("app/tests");
+        std::fs::create_dir_all(&tests).unwrap();
+        std::fs::write(tests.join("it.rs"), "mod requires_docker {\n}\n").unwrap();
+        let build = root.path().join("target/debug");
+        std::fs::create_dir_all(&build).unwrap();
+        std::fs::write(build.join("copy.rs"), "mod requires_django {}").unwrap();
+        assert!(declares_module(root.path(), "requires_docker"));
+        assert!(
+            !declares_module(root.path(), "requires_django"),
+            "target/ is not searched"
+        );
+        assert!(!declares_module(root.path(), "requires_patroni"));
     }
 
     #[test]
