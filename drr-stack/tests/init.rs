@@ -33,23 +33,8 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
-fn absolute(dir: PathBuf) -> PathBuf {
-    if dir.is_absolute() {
-        dir
-    } else {
-        workspace().join(dir)
-    }
-}
-
 fn target_dirs() -> (PathBuf, PathBuf) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(absolute)
-        .unwrap_or_else(|| workspace().join("target"));
-    let build = std::env::var_os("CARGO_BUILD_BUILD_DIR")
-        .map(PathBuf::from)
-        .map(absolute)
-        .unwrap_or_else(|| target.clone());
+    let (target, build) = drr_stack::testing::cargo_dirs(&workspace());
     (target.join("init"), build)
 }
 

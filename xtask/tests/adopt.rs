@@ -44,21 +44,7 @@ struct Example {
 impl Example {
     fn new() -> Example {
         let main = xtask::workspace_root();
-        let absolute = |dir: PathBuf| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                main.join(dir)
-            }
-        };
-        let main_target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(absolute)
-            .unwrap_or_else(|| main.join("target"));
-        let build_dir = std::env::var_os("CARGO_BUILD_BUILD_DIR")
-            .map(PathBuf::from)
-            .map(absolute)
-            .unwrap_or_else(|| main_target.clone());
+        let (main_target, build_dir) = drr_stack::testing::cargo_dirs(&main);
         Example {
             root: main.join("examples").join("adopt"),
             target: main_target.join("adopt"),

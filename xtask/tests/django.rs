@@ -14,21 +14,7 @@ mod requires_django {
     /// The example, where its xtask goes, and the shared build directory.
     fn dirs() -> (PathBuf, PathBuf, PathBuf) {
         let main = xtask::workspace_root();
-        let absolute = |dir: PathBuf| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                main.join(dir)
-            }
-        };
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(absolute)
-            .unwrap_or_else(|| main.join("target"));
-        let build = std::env::var_os("CARGO_BUILD_BUILD_DIR")
-            .map(PathBuf::from)
-            .map(absolute)
-            .unwrap_or_else(|| target.clone());
+        let (target, build) = drr_stack::testing::cargo_dirs(&main);
         (main.join("examples/django"), target.join("django"), build)
     }
 

@@ -178,6 +178,26 @@ pub fn net_spec(delays: &[Duration]) -> Result<StackSpec> {
     Ok(spec.net_api(ports[2 * delays.len()]))
 }
 
+/// The target directory and the build directory (where compiled
+/// dependencies go) cargo uses for the workspace at `root`:
+/// `CARGO_TARGET_DIR` and `CARGO_BUILD_BUILD_DIR` (relative ones from
+/// `root`), else `root/target` and the target directory. Tests that build
+/// another workspace share the build directory, never the final binaries.
+pub fn cargo_dirs(root: &Path) -> (PathBuf, PathBuf) {
+    let from_env = |var: &str| {
+        std::env::var_os(var).map(PathBuf::from).map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
+    };
+    let target = from_env("CARGO_TARGET_DIR").unwrap_or_else(|| root.join("target"));
+    let build = from_env("CARGO_BUILD_BUILD_DIR").unwrap_or_else(|| target.clone());
+    (target, build)
+}
+
 /// A fresh temporary directory that the server user can reach, marked as
 /// drr's (see [`crate::host::dirs`]), so it can serve as a template cache.
 pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
