@@ -186,7 +186,7 @@ async fn change_delay(
             ),
             format!(
                 "ALTER SYSTEM SET max_standby_streaming_delay = '{}ms'",
-                postgres::standby_streaming_delay(d).as_millis()
+                postgres::standby_streaming_delay(d, replica.query_grace).as_millis()
             ),
         ],
         DelayChange::Reset => vec![

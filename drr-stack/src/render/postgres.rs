@@ -29,8 +29,9 @@ pub const INITDB_ARGS: &[&str] = &[
     "--auth-host=scram-sha-256",
 ];
 
-/// How long a replica query that conflicts with replay (say, with a vacuum's
-/// cleanup) may hold replay back before Postgres cancels it: Postgres's own
+/// The default [`Replica::query_grace`](crate::spec::Replica::query_grace):
+/// how long a replica query that conflicts with replay (say, with a vacuum's
+/// cleanup) may hold replay back before Postgres cancels it, Postgres's own
 /// default.
 pub const QUERY_GRACE: Duration = Duration::from_secs(30);
 
@@ -59,15 +60,16 @@ pub fn parse_stack_id(text: &str) -> Option<&str> {
 /// `wal_keep_size` on every node.
 pub const WAL_KEEP_SIZE: &str = "64MB";
 
-/// `max_standby_streaming_delay` for a replica delayed by `delay`.
+/// `max_standby_streaming_delay` for a replica delayed by `delay` whose
+/// queries get `grace` to conflict with replay.
 ///
 /// Postgres counts that grace from when the WAL was *received*, but a
-/// delayed replica applies WAL `delay` after receiving it: with the default
-/// 30 s and a delay of 30 s or more, a conflicting query would be cancelled
-/// the moment replay reaches its conflict. Adding the delay gives such a
-/// query the same [`QUERY_GRACE`] an undelayed replica gives it.
-pub fn standby_streaming_delay(delay: Duration) -> Duration {
-    delay + QUERY_GRACE
+/// delayed replica applies WAL `delay` after receiving it: with a delay of
+/// the grace or more, a conflicting query would be cancelled the moment
+/// replay reaches its conflict. Adding the delay gives such a query the
+/// same grace an undelayed replica gives it.
+pub fn standby_streaming_delay(delay: Duration, grace: Duration) -> Duration {
+    delay + grace
 }
 
 /// The complete `postgresql.conf` of one node.
@@ -129,7 +131,10 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
         );
         set(
             "max_standby_streaming_delay",
-            &format!("{}ms", standby_streaming_delay(replica.delay).as_millis()),
+            &format!(
+                "{}ms",
+                standby_streaming_delay(replica.delay, replica.query_grace).as_millis()
+            ),
         );
     }
     if let Member::Replica(replica) = member {
@@ -273,6 +278,10 @@ mod tests {
         );
         assert!(!replica.contains("work_mem"), "{replica}");
         assert!(replica.contains("\nmax_standby_streaming_delay = '33000ms'\n"));
+        let mut graced = spec.clone();
+        graced.replicas[0].query_grace = Duration::from_secs(5);
+        let replica1 = postgresql_conf(&graced, graced.member("replica1").unwrap());
+        assert!(replica1.contains("\nmax_standby_streaming_delay = '8000ms'\n"));
         assert!(replica.contains("\nfsync = 'off'\n"));
         assert!(replica.contains("\nmax_slot_wal_keep_size = '1024MB'\n"));
         let durable = spec.clone().durable().unlimited_slot_wal();

@@ -173,6 +173,10 @@ pub struct Replica {
     /// `recovery_min_apply_delay`: how long after a commit on the primary it
     /// becomes visible here.
     pub delay: Duration,
+    /// How long a query here that conflicts with replay (say, with a
+    /// vacuum's cleanup) may hold replay back before Postgres cancels it
+    /// (see [`Replica::query_grace`]).
+    pub query_grace: Duration,
 }
 
 /// A login role created on the primary (and so present on every replica).
@@ -396,6 +400,7 @@ impl StackSpec {
             Replica {
                 node: self.primary.clone(),
                 delay: Duration::ZERO,
+                query_grace: self.replicas[index].query_grace,
             },
         );
         runtime.primary = promoted.node;
@@ -498,12 +503,24 @@ impl Replica {
         Replica {
             node: Node::new(name, port),
             delay: Duration::ZERO,
+            query_grace: crate::render::postgres::QUERY_GRACE,
         }
     }
 
     /// Sets the replication delay.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Sets how long a replica query that conflicts with replay may hold
+    /// it back before Postgres cancels the query (`canceling statement due
+    /// to conflict with recovery`): 30 s by default, Postgres's own
+    /// default; set production's value to meet its cancellations here.
+    /// drr adds the delay to it for `max_standby_streaming_delay`, which
+    /// Postgres counts from when the WAL arrived.
+    pub fn query_grace(mut self, grace: Duration) -> Self {
+        self.query_grace = grace;
         self
     }
 

@@ -29,7 +29,7 @@ const MANAGED_SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "max_standby_streaming_delay",
-        "it follows each replica's delay, so that long delays keep replica queries usable",
+        "it is each replica's delay plus its query grace: call `.query_grace(...)` on the replica",
     ),
     (
         "primary_conninfo",
@@ -382,15 +382,19 @@ impl Validator {
 
     fn delays(&mut self, spec: &StackSpec) {
         for (i, replica) in spec.replicas.iter().enumerate() {
-            if replica.delay.subsec_nanos() % 1_000_000 != 0 {
-                self.report(
-                    format!("replicas[{i}].delay"),
-                    format!(
-                        "{:?} is finer than a millisecond, the unit of recovery_min_apply_delay",
-                        replica.delay
-                    ),
-                    "round the delay to whole milliseconds",
-                );
+            for (field, value) in [
+                ("delay", replica.delay),
+                ("query_grace", replica.query_grace),
+            ] {
+                if value.subsec_nanos() % 1_000_000 != 0 {
+                    self.report(
+                        format!("replicas[{i}].{field}"),
+                        format!(
+                            "{value:?} is finer than a millisecond, the unit Postgres takes it in"
+                        ),
+                        "round it to whole milliseconds",
+                    );
+                }
             }
             if replica.delay > MAX_DELAY {
                 self.report(
@@ -400,6 +404,16 @@ impl Validator {
                         replica.delay.as_millis()
                     ),
                     "use a delay from 0 to 24 h; use `cargo xtask pause` for an unbounded lag",
+                );
+            }
+            if replica.query_grace > MAX_DELAY {
+                self.report(
+                    format!("replicas[{i}].query_grace"),
+                    format!(
+                        "{} ms is longer than the 24 h maximum",
+                        replica.query_grace.as_millis()
+                    ),
+                    "use a grace from 0 to 24 h",
                 );
             }
         }
