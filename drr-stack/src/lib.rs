@@ -46,6 +46,7 @@ pub mod psql;
 mod readiness;
 pub mod render;
 pub mod scaffold;
+mod server_log;
 pub mod spec;
 pub mod stack;
 pub mod status;

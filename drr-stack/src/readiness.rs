@@ -72,17 +72,18 @@ const PERMANENT_STREAM_FAILURES: [&str; 6] = [
     "has been invalidated",
 ];
 
-/// The first server-level FATAL in `log` that says the replica can never
-/// stream as it is (see [`PERMANENT_STREAM_FAILURES`]), without its prefix.
+/// The first FATAL of the server (not of a session) in `log` that says the
+/// replica can never stream as it is (see [`PERMANENT_STREAM_FAILURES`]),
+/// without its prefix.
 pub fn stream_failure(log: &str) -> Option<String> {
-    log.lines().find_map(|line| {
-        let (_, rest) = line.split_once("] ")?;
-        let message = rest.strip_prefix("FATAL:")?.trim();
-        PERMANENT_STREAM_FAILURES
-            .iter()
-            .any(|cause| message.contains(cause))
-            .then(|| message.to_owned())
-    })
+    crate::server_log::failures(log)
+        .filter(|f| !f.of_session())
+        .find(|f| {
+            PERMANENT_STREAM_FAILURES
+                .iter()
+                .any(|cause| f.message.contains(cause))
+        })
+        .map(|f| f.message.to_owned())
 }
 
 /// Fails before anything starts when a node that is not running finds its
@@ -314,7 +315,7 @@ mod tests {
 2026-11-26 10:00:00.001 UTC [10] LOG:  started streaming WAL from primary at 0/3000000 on timeline 1
 2026-11-26 10:00:00.002 UTC [11] FATAL:  could not connect to the primary server: connection refused
 2026-11-26 10:00:00.003 UTC [12] app@db FATAL:  database system identifier differs (a session)
-2026-11-26 10:00:01.000 UTC [13] FATAL:  database system identifier differs between the primary and standby
+2026-11-26 10:00:01.000 UTC [13] walreceiver FATAL:  database system identifier differs between the primary and standby
 ";
         assert_eq!(
             stream_failure(log).as_deref(),

@@ -42,18 +42,13 @@ fn serves(pid: i32, data_dir: &Path) -> bool {
     is_postgres(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
 }
 
-/// Whether log text shows the server itself giving up: a FATAL or PANIC
-/// from the postmaster or startup process. Sessions' FATALs (`user@db` in
-/// drr's `log_line_prefix`, e.g. "the database system is starting up") do
-/// not count.
+/// Whether log text shows the server itself giving up (see
+/// [`Failure::of_server`](crate::server_log::Failure::of_server)): a
+/// session's FATAL ("the database system is starting up") or the WAL
+/// receiver's ("database system identifier differs", which `up` repairs)
+/// does not count.
 pub fn server_failed(log: &str) -> bool {
-    log.lines().any(|line| {
-        let Some((_, rest)) = line.split_once("] ") else {
-            return false;
-        };
-        // Session lines carry `user@db ` before the level.
-        rest.starts_with("FATAL:") || rest.starts_with("PANIC:")
-    })
+    crate::server_log::failures(log).any(|f| f.of_server())
 }
 
 /// Whether `pid` is a live (not zombie) Postgres process.
@@ -162,7 +157,9 @@ mod tests {
 
     #[test]
     fn only_the_server_failing_counts() {
-        let session = "2026-11-26 03:17:07.349 UTC [11595] postgres@postgres FATAL:  the database system is starting up";
+        let session = "2026-11-26 03:17:07.349 UTC [11595] client backend postgres@postgres FATAL:  the database system is starting up";
+        let receiver = "2026-11-26 23:21:54.751 UTC [25304] walreceiver FATAL:  database system identifier differs between the primary and standby";
+        assert!(!server_failed(receiver));
         let server = "2026-11-26 03:38:23.781 UTC [2429] FATAL:  recovery aborted because of insufficient parameter settings";
         assert!(!server_failed(session));
         assert!(server_failed(server));

@@ -121,7 +121,7 @@ pub fn postgresql_conf(spec: &StackSpec, member: Member<'_>) -> String {
             .slot_wal_limit_mb
             .map_or("-1".to_owned(), |mb| format!("{mb}MB")),
     );
-    set("log_line_prefix", "%m [%p] %q%u@%d ");
+    set("log_line_prefix", "%m [%p] %b %q%u@%d ");
     set("log_timezone", "UTC");
     set("timezone", "UTC");
     if let Member::Replica(replica) = member {
