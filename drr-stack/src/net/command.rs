@@ -40,7 +40,8 @@ pub struct NetArgs {
 pub struct PartitionArgs {
     /// The node to cut off.
     pub node: String,
-    /// Which of the node's links (default: every link it opts in).
+    /// Which of the node's links (default: every link it opts in; on the
+    /// compose backend, the whole node leaves the engine's network).
     #[arg(long, value_enum)]
     pub link: Option<LinkKind>,
     /// How to cut the links.
