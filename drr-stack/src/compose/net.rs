@@ -124,7 +124,7 @@ impl Compose<'_> {
 
     /// Takes `node`'s container off the project network: every link of the
     /// node is cut (its WAL stream, its published port, the proxy's links
-    /// to it), open connections hang.
+    /// to it), open connections get no answers.
     pub fn disconnect(&self, node: &str) -> Result<()> {
         let container = self.container(node)?;
         if self.is_disconnected(&container)? {
