@@ -2,7 +2,9 @@
 //! stack of its own whose replicas' client links go through the proxy: a
 //! blackholed replica costs reads at most the read timeout and fails none;
 //! least-outstanding sends most concurrent reads to the near replica when
-//! the other is 80 ms away.
+//! the other is 80 ms away; a replica cut off from the primary is
+//! excluded by `MaxLag` within one check interval of its lag passing the
+//! limit, and serves reads again once healed.
 //!
 //! The proxy is drr-stack's `drr-netproxy` binary, which a workspace build
 //! (`cargo xtask test`, `cargo build`) puts next to this test.
@@ -12,9 +14,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drr_core::testing::TestStack;
-use drr_core::{Balance, Router};
+use drr_core::{Balance, MaxLag, Role, Router};
 use drr_stack::net::NetArgs;
-use drr_stack::net::command::{run_net, run_partition};
+use drr_stack::net::command::{run_heal, run_net, run_partition};
 use drr_stack::net::faults::Mode;
 use drr_stack::spec::LinkKind;
 use drr_stack::testing::TempStack;
@@ -123,5 +125,84 @@ async fn least_outstanding_sends_most_concurrent_reads_to_the_near_replica() -> 
     println!("320 concurrent reads: replica1 (80 ms away) {far}, replica2 (near) {near}");
     assert_eq!(far + near, 320);
     assert!(near >= 3 * far, "near {near}, far {far}");
+    Ok(())
+}
+
+/// A replica whose replication link is blackholed while the primary takes
+/// a write every 20 ms: its lag grows from the partition on, and
+/// `MaxLag::time(1 s)` (an upper-bound measure, checked every 250 ms)
+/// excludes it before its lag can have passed 1 s by more than one check
+/// interval. Healed, it catches up and serves reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_primary_is_excluded_as_its_lag_grows() -> anyhow::Result<()> {
+    let own = TempStack::start(drr_stack::testing::net_spec(&[Duration::ZERO])?).await?;
+    let primary = own.connect("primary").await?;
+    primary
+        .batch_execute("CREATE TABLE ticks (id bigint PRIMARY KEY)")
+        .await?;
+    let writer = tokio::spawn(async move {
+        for id in 0_i64.. {
+            if primary
+                .execute("INSERT INTO ticks VALUES ($1)", &[&id])
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (limit, interval) = (Duration::from_secs(1), Duration::from_millis(250));
+    let router = router(&own, |c| {
+        c.check_interval(interval).max_lag(MaxLag::time(limit))
+    })
+    .await?;
+    eventually(
+        "the replica to serve reads",
+        Duration::from_secs(20),
+        || async { router.route("SELECT 1").role == Role::Replica },
+    )
+    .await;
+
+    // The replica lacks nothing written before this instant, so its lag
+    // is at most the time since: it cannot pass the limit by more than
+    // one interval before `cut + limit + interval`, and must not be
+    // eligible after that.
+    let cut = Instant::now();
+    let partition = drr_stack::net::PartitionArgs {
+        node: "replica1".into(),
+        link: Some(LinkKind::Replication),
+        mode: Mode::Blackhole,
+    };
+    run_partition(&own.stack()?, &partition)?;
+    // Each question counts from before it is asked: a stalled loop asks
+    // late, and then the answer must already be no.
+    loop {
+        let asked = cut.elapsed();
+        if router.route("SELECT 1").role != Role::Replica {
+            break;
+        }
+        assert!(
+            asked <= limit + interval,
+            "still eligible {asked:?} after the partition (limit {limit:?}, check interval \
+             {interval:?}): {:?}",
+            router.stats().node("replica1")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let excluded = cut.elapsed();
+    let lag = router.stats().node("replica1").and_then(|n| n.health.lag);
+    println!("excluded by {excluded:?} after the partition; measured lag {lag:?}");
+    // Excluded for its lag, not for being unreachable or unmeasured.
+    assert!(lag.is_some_and(|lag| lag > limit), "measured lag {lag:?}");
+
+    run_heal(&own.stack()?, Some("replica1"))?;
+    eventually(
+        "the healed replica to serve reads",
+        Duration::from_secs(30),
+        || async { router.route("SELECT 1").role == Role::Replica },
+    )
+    .await;
+    writer.abort();
     Ok(())
 }

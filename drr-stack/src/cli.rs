@@ -281,9 +281,12 @@ enum Command {
     /// 5000`).
     Net(crate::net::NetArgs),
     /// Cut a node's links off: reads hang (blackhole) or fail (reset); a
-    /// cut replication link stops the WAL stream, so lag grows.
+    /// cut replication link stops the WAL stream, so lag grows. On the
+    /// compose backend, without `--link`, the node's container leaves the
+    /// engine's network (`docker network disconnect`).
     Partition(crate::net::PartitionArgs),
-    /// Remove every network fault of a node's links (default: every link).
+    /// Remove every network fault of a node's links (default: every link);
+    /// on the compose backend, also put containers back on the network.
     Heal {
         /// The node to heal.
         node: Option<String>,

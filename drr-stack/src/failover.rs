@@ -172,7 +172,13 @@ impl Plan {
         promote(&self.target, &self.to).await?;
         progress.record(&format!("promote {}", self.to), promoted.elapsed());
 
-        let upstream = stack.upstream(new_primary);
+        // Replication links forward to the new primary from now on, so a
+        // replica that opts one in keeps streaming through the proxy.
+        if after.has_fault_links() {
+            progress.step("fault proxy follows the new primary", || {
+                stack.net_follow(&after)
+            })?;
+        }
         for replica in &after.replicas {
             pg::ensure_slot(&self.target, &replica.node.name).await?;
         }
@@ -185,6 +191,7 @@ impl Plan {
                 );
                 continue;
             };
+            let upstream = stack.stream_upstream(&after, name);
             let conninfo =
                 standby::primary_conninfo(&after, &upstream, name, &secrets.replication_password);
             let repointed = Instant::now();

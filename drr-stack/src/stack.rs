@@ -190,6 +190,33 @@ impl<'p> Stack<'p> {
         }
     }
 
+    /// How replica `name` of `runtime` reaches `runtime`'s primary: through
+    /// the fault proxy when it opts a replication link in (on the host, as
+    /// a container reaches it for compose), else directly.
+    pub fn stream_upstream(&self, runtime: &StackSpec, name: &str) -> standby::Upstream {
+        let direct = self.upstream(&runtime.primary);
+        match runtime.node(name).ok().and_then(|n| n.links.replication) {
+            Some(port) => standby::Upstream {
+                host: match self {
+                    Stack::Compose(_) => crate::render::compose::HOST_GATEWAY.to_owned(),
+                    Stack::Native(_) | Stack::External(_) => direct.host,
+                },
+                port,
+            },
+            None => direct,
+        }
+    }
+
+    /// Makes the fault proxy serve the links of `runtime` (after a
+    /// failover: replication links forward to the new primary).
+    pub fn net_follow(&self, runtime: &StackSpec) -> Result<()> {
+        match self {
+            Stack::Native(native) => native.net_follow(runtime),
+            Stack::Compose(compose) => compose.net_follow(runtime),
+            Stack::External(_) => Ok(()),
+        }
+    }
+
     /// Rewinds the stopped node `name` onto `after`'s running primary
     /// (`pg_rewind`), keeping its own configuration.
     pub fn rewind(&self, name: &str, after: &StackSpec, secrets: &Secrets) -> Result<()> {
@@ -262,14 +289,29 @@ impl<'p> Stack<'p> {
     }
 
     /// Adds what the backend knows about each node's process to `nodes`:
-    /// for compose, the container state; for native, the network faults
-    /// (a replica whose replication link is cut does not stream, whatever
-    /// the primary has yet to notice).
+    /// the network faults (a replica whose replication link is cut, or on
+    /// compose whose container is off the network, does not stream,
+    /// whatever the primary has yet to notice); for compose, the container
+    /// state.
     pub fn annotate(&self, nodes: &mut [NodeStatus]) {
-        if let Stack::Native(native) = self {
-            let net = native.net_dir();
-            let faults = crate::net::command::summaries(self.spec(), &net);
-            let cut = crate::net::command::cut_replicas(self.spec(), &net);
+        let net = match self {
+            Stack::Native(native) => Some(native.net_dir()),
+            Stack::Compose(compose) => Some(compose.net_dir()),
+            Stack::External(_) => None,
+        };
+        if let Some(net) = net {
+            let mut faults = crate::net::command::summaries(self.spec(), &net);
+            let mut cut = crate::net::command::cut_replicas(self.spec(), &net);
+            if let Stack::Compose(compose) = self {
+                for node in compose.disconnected().unwrap_or_default() {
+                    let entry = faults.entry(node.clone()).or_default();
+                    if !entry.is_empty() {
+                        entry.push_str("; ");
+                    }
+                    entry.push_str("off the network");
+                    cut.push(node);
+                }
+            }
             for node in nodes.iter_mut() {
                 node.faults = faults.get(&node.node).cloned();
                 if cut.contains(&node.node) && node.streaming.is_some() {

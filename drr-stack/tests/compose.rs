@@ -3,8 +3,11 @@
 //! tag) and the warning when a spec pins another, a clean start, each
 //! node's version in `status` and `up`, the same locale as a native
 //! cluster, each replica's delay, a live
-//! delay change, pause and resume, data kept across `down` and `up`, and a
-//! spec change on existing volumes (a replica removed, a database added).
+//! delay change, pause and resume, network faults (latency on a client
+//! link, a replication link cut through the fault proxy, a node taken off
+//! the engine's network, each healed), a failover that keeps replication
+//! links through the proxy, data kept across `down` and `up`, and a spec
+//! change on existing volumes (a replica removed, a database added).
 //!
 //! The test needs a Docker engine, a compose tool and the image (or
 //! mmdebstrap to build it): [`DOCKER`]. Where they are missing it fails;
@@ -22,11 +25,14 @@ use drr_stack::codegen::{self, Mode};
 use drr_stack::command::Command;
 use drr_stack::compose::{Compose, choice, image};
 use drr_stack::lag::{self, DelayChange};
+use drr_stack::net::command::{run_heal, run_net, run_partition};
+use drr_stack::net::faults::Mode as FaultMode;
+use drr_stack::net::{NetArgs, PartitionArgs};
 use drr_stack::progress::Progress;
 use drr_stack::project::Project;
 use drr_stack::render;
 use drr_stack::secrets::Secrets;
-use drr_stack::spec::StackSpec;
+use drr_stack::spec::{LinkKind, StackSpec};
 use drr_stack::stack::Stack;
 use drr_stack::status;
 use drr_stack::testing::DOCKER;
@@ -77,16 +83,21 @@ impl ComposeStack {
 
     /// A connection as the login role.
     async fn connect(&self, node: &str) -> Client {
-        let spec = self.project.spec();
+        self.try_connect(self.project.spec(), node)
+            .await
+            .expect("connect")
+    }
+
+    /// A connection as the login role to `node` of `spec` (the project's,
+    /// or as applications reach it: through client links).
+    async fn try_connect(&self, spec: &StackSpec, node: &str) -> anyhow::Result<Client> {
         let node = spec.nodes().find(|n| n.name == node).expect("node in spec");
         let login = drr_stack::pg::Login {
             user: "app",
             password: "secret pass",
             database: "app",
         };
-        drr_stack::pg::connect(spec, node, login)
-            .await
-            .expect("connect")
+        drr_stack::pg::connect(spec, node, login).await
     }
 
     /// Names of the engine's volumes that carry this stack's label.
@@ -172,7 +183,11 @@ mod requires_docker {
             "{warning}"
         );
 
-        let mut spec = support::spec(&[1000, 0]).image(&tag);
+        // Every replica opts both links into the fault proxy.
+        let delays = [Duration::from_millis(1000), Duration::ZERO];
+        let mut spec = drr_stack::testing::net_spec(&delays)
+            .expect("a spec on free ports")
+            .image(&tag);
         spec.name = format!("drr-compose-test-{}", std::process::id());
         let mut stack = ComposeStack::new(spec);
         let cold = stack.up().await;
@@ -274,7 +289,82 @@ mod requires_docker {
             .await
             .unwrap();
         assert!(time_until_visible(&delayed, "t", 3, WAIT).await.is_some());
-        drop((primary, delayed, prompt));
+        drop(delayed);
+
+        // Network faults, on replica2 (undelayed). Latency on its client link:
+        // a round trip through the proxy takes at least that long.
+        let faults_started = Instant::now();
+        let backend = Stack::Compose(stack.compose());
+        let net = |latency| NetArgs {
+            node: Some("replica2".into()),
+            latency: Some(Duration::from_millis(latency)),
+            jitter: None,
+            bandwidth: None,
+            link: Some(LinkKind::Client),
+        };
+        run_net(&backend, &net(200)).expect("latency on replica2's client link");
+        let apps = stack.project.spec().with_client_ports();
+        let far = stack.try_connect(&apps, "replica2").await.unwrap();
+        let sent = Instant::now();
+        far.simple_query("SELECT 1").await.unwrap();
+        let took = sent.elapsed();
+        assert!(took >= Duration::from_millis(200), "round trip {took:?}");
+        run_net(&backend, &net(0)).unwrap();
+        drop(far);
+
+        // Its replication link cut in the proxy: no WAL arrives, `status`
+        // says it does not stream; healed, it catches up.
+        let cut = |link| PartitionArgs {
+            node: "replica2".into(),
+            link,
+            mode: FaultMode::Blackhole,
+        };
+        run_partition(&backend, &cut(Some(LinkKind::Replication))).unwrap();
+        primary
+            .batch_execute("INSERT INTO t VALUES (10)")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!visible(&prompt, "t", 10).await, "WAL through a cut link");
+        let mut nodes = status::gather(spec, &secrets, &Default::default()).await;
+        backend.annotate(&mut nodes);
+        let replica2 = nodes.iter().find(|n| n.node == "replica2").unwrap();
+        assert_eq!(replica2.streaming, Some(false), "{replica2:?}");
+        assert!(
+            replica2
+                .faults
+                .as_deref()
+                .unwrap_or_default()
+                .contains("replication"),
+            "{replica2:?}"
+        );
+        run_heal(&backend, Some("replica2")).unwrap();
+        assert!(time_until_visible(&prompt, "t", 10, WAIT).await.is_some());
+
+        // A partition of the whole node takes its container off the
+        // engine's network: nothing reaches it; healed, it catches up.
+        run_partition(&backend, &cut(None)).unwrap();
+        let compose = stack.compose();
+        assert_eq!(compose.disconnected().unwrap(), ["replica2"]);
+        primary
+            .batch_execute("INSERT INTO t VALUES (11)")
+            .await
+            .unwrap();
+        let reached = tokio::time::timeout(
+            Duration::from_secs(3),
+            stack.try_connect(stack.project.spec(), "replica2"),
+        )
+        .await;
+        assert!(
+            !matches!(reached, Ok(Ok(_))),
+            "a connection reached replica2 off the network"
+        );
+        run_heal(&backend, Some("replica2")).unwrap();
+        assert!(compose.disconnected().unwrap().is_empty());
+        let back = stack.connect("replica2").await;
+        assert!(time_until_visible(&back, "t", 11, WAIT).await.is_some());
+        eprintln!("network faults in {:?}", faults_started.elapsed());
+        drop((primary, prompt, back, compose, backend));
 
         // `down` removes the containers but keeps the volumes; `up` brings the data back.
         stack.compose().down(&mut Progress::new(false)).unwrap();
@@ -303,8 +393,71 @@ mod requires_docker {
                 .await
                 .unwrap()
                 .get(0);
-            assert_eq!(count, 3, "rows on {node} after down and up");
+            assert_eq!(count, 5, "rows on {node} after down and up");
         }
+
+        // A failover and back, in containers: replica1 takes over, the old
+        // primary follows it, replica2 keeps streaming through its
+        // replication link (now to replica1), and the spec's roles come back.
+        let secrets = stack.secrets();
+        let compose = Stack::Compose(stack.compose());
+        let mut progress = Progress::new(true);
+        drr_stack::failover::run(&compose, &secrets, Some("replica1"), &mut progress)
+            .await
+            .expect("failover to replica1");
+        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
+            .await
+            .expect("one primary");
+        assert_eq!(runtime.primary.name, "replica1");
+        let new_primary = stack.connect("replica1").await;
+        new_primary
+            .batch_execute("INSERT INTO t VALUES (4)")
+            .await
+            .expect("the new primary takes writes");
+        let old_primary = stack.connect("primary").await;
+        assert!(
+            time_until_visible(&old_primary, "t", 4, WAIT)
+                .await
+                .is_some(),
+            "the old primary follows the new one"
+        );
+        let follower = stack.connect("replica2").await;
+        assert!(
+            time_until_visible(&follower, "t", 4, WAIT).await.is_some(),
+            "replica2 follows the new primary"
+        );
+        let link = stack.project.spec().replicas[1].node.links.replication;
+        let spec = stack.project.spec();
+        let admin = drr_stack::pg::connect(
+            spec,
+            spec.node("replica2").unwrap(),
+            drr_stack::pg::Login::admin(&secrets),
+        )
+        .await
+        .unwrap();
+        let conninfo: String = admin
+            .query_one("SHOW primary_conninfo", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let port = format!(
+            "port={}",
+            link.expect("replica2 opts its replication link in")
+        );
+        assert!(
+            conninfo.contains(render::compose::HOST_GATEWAY) && conninfo.contains(&port),
+            "replica2 streams around the proxy after the failover: {conninfo}"
+        );
+        drop(admin);
+        drop(follower);
+        drr_stack::failover::run(&compose, &secrets, Some("primary"), &mut progress)
+            .await
+            .expect("failover back");
+        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
+            .await
+            .expect("one primary");
+        assert_eq!(runtime.primary.name, "primary");
+        drop((new_primary, old_primary, compose));
 
         // A spec without replica2 and with one more database: `up` drops
         // replica2's slot and volume and creates the database on the old volume.
@@ -335,39 +488,6 @@ mod requires_docker {
             .get(0);
         assert!(extra, "the database added to the spec exists");
         drop(primary);
-
-        // A failover and back, in containers: replica1 takes over, the old
-        // primary follows it, and the spec's roles come back.
-        let secrets = stack.secrets();
-        let compose = Stack::Compose(stack.compose());
-        let mut progress = Progress::new(true);
-        drr_stack::failover::run(&compose, &secrets, Some("replica1"), &mut progress)
-            .await
-            .expect("failover to replica1");
-        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
-            .await
-            .expect("one primary");
-        assert_eq!(runtime.primary.name, "replica1");
-        let new_primary = stack.connect("replica1").await;
-        new_primary
-            .batch_execute("INSERT INTO t VALUES (4)")
-            .await
-            .expect("the new primary takes writes");
-        let old_primary = stack.connect("primary").await;
-        assert!(
-            time_until_visible(&old_primary, "t", 4, WAIT)
-                .await
-                .is_some(),
-            "the old primary follows the new one"
-        );
-        drr_stack::failover::run(&compose, &secrets, Some("primary"), &mut progress)
-            .await
-            .expect("failover back");
-        let runtime = drr_stack::topology::discover(stack.project.spec(), &secrets)
-            .await
-            .expect("one primary");
-        assert_eq!(runtime.primary.name, "primary");
-        drop((new_primary, old_primary, compose));
 
         // Renaming the primary in the spec deletes no data without `--yes`.
         let mut renamed = stack.project.spec().clone();

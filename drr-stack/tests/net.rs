@@ -2,7 +2,9 @@
 //! whose replicas opt their client and replication links into the fault
 //! proxy: latency on the client link adds to every round trip, live; a cut
 //! replication link stops the WAL stream (status sees it, `up` keeps the
-//! cut) and heal lets the replica catch up; bad input changes nothing.
+//! cut) and heal lets the replica catch up; after a failover, a replica
+//! keeps streaming through its replication link, now to the new primary;
+//! bad input changes nothing.
 
 mod support;
 
@@ -190,6 +192,68 @@ async fn a_cut_replication_link_stops_wal_until_healed_across_down_and_up() {
     assert!(
         caught_up.is_some(),
         "the replica did not catch up after heal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_replication_links_lead_to_the_new_primary() {
+    let stack = stack(&[0, 0]).await;
+    let mut progress = drr_stack::progress::Progress::new(true);
+    drr_stack::failover::run(
+        &stack.stack().unwrap(),
+        &stack.secrets().unwrap(),
+        Some("replica1"),
+        &mut progress,
+    )
+    .await
+    .expect("failover to replica1");
+    stack
+        .admin("replica1")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let replica2 = stack.admin("replica2").await.unwrap();
+    let conninfo: String = replica2
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let link = stack.spec().replicas[1].node.links.replication.unwrap();
+    assert!(
+        conninfo.contains(&format!("port={link}")),
+        "replica2 streams around its replication link: {conninfo}"
+    );
+    // And the link leads to the new primary: cut, nothing arrives.
+    assert!(
+        support::time_until_visible(&replica2, "t", 1, WAIT)
+            .await
+            .is_some()
+    );
+    let partition = PartitionArgs {
+        node: "replica2".into(),
+        link: Some(LinkKind::Replication),
+        mode: Mode::Blackhole,
+    };
+    run_partition(&stack.stack().unwrap(), &partition).unwrap();
+    stack
+        .admin("replica1")
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !support::visible(&replica2, "t", 2).await,
+        "WAL crossed a cut link"
+    );
+    run_heal(&stack.stack().unwrap(), None).unwrap();
+    assert!(
+        support::time_until_visible(&replica2, "t", 2, WAIT)
+            .await
+            .is_some()
     );
 }
 

@@ -15,6 +15,7 @@
 pub mod choice;
 mod engine;
 pub mod image;
+mod net;
 mod switch;
 mod volumes;
 
@@ -114,12 +115,6 @@ impl<'p> Compose<'p> {
 
     /// [`Compose::up`], allowed to do what `options` allow.
     pub async fn up_with(&self, progress: &mut Progress, options: UpOptions) -> Result<()> {
-        anyhow::ensure!(
-            !self.spec().has_fault_links(),
-            "the spec opts links into the fault proxy, which only the native backend runs for \
-             now; run `cargo xtask up --backend native`, or remove `.client_link(...)` and \
-             `.replication_link(...)` from the spec"
-        );
         progress.step("compose/ matches the spec", || {
             codegen::check(self.project).map_err(anyhow::Error::from)
         })?;
@@ -155,7 +150,21 @@ impl<'p> Compose<'p> {
                 })
             })?;
         }
+        // A network partition ends here: `compose up` would leave the
+        // container off the network, and no login could reach it.
+        for node in self.reconnect(None)? {
+            progress.note(&format!("`{node}` is back on the network"));
+        }
         readiness::check_ports(self.spec(), self)?;
+        // Before the containers: a new replica's base backup goes through
+        // its replication link.
+        if self.spec().has_fault_links() {
+            progress.step("fault proxy", || {
+                self.net_follow_with(self.spec(), Some(&image))
+            })?;
+        } else {
+            crate::net::launch::stop(&self.net_dir())?;
+        }
         progress.step(
             &format!("{} up ({image})", self.tool.describe()),
             || {
@@ -192,7 +201,10 @@ impl<'p> Compose<'p> {
             compose: self,
             image,
         };
-        readiness::wait_streaming(self.spec(), &self.secrets, admin, self, &rebuild, progress).await
+        // A replica whose replication link a partition cuts cannot stream
+        // until `heal`; `up` waits for the others.
+        let expected = crate::net::command::streaming(self.spec(), &self.net_dir(), progress);
+        readiness::wait_streaming(&expected, &self.secrets, admin, self, &rebuild, progress).await
     }
 
     /// Runs the spec's idempotent bootstrap SQL in the primary's container,
@@ -264,6 +276,9 @@ impl<'p> Compose<'p> {
 
     /// Stops and removes the containers and the network; volumes are kept.
     pub fn down(&self, progress: &mut Progress) -> Result<()> {
+        // The fault proxy goes first, as on the native backend: a primary's
+        // shutdown would wait for a replica behind a cut link.
+        crate::net::launch::stop(&self.net_dir())?;
         progress.step("remove containers (volumes kept)", || {
             self.compose(["down", "--remove-orphans"]).read().map(drop)
         })
@@ -298,7 +313,14 @@ impl<'p> Compose<'p> {
                     .args(["volume", "rm", &left.volume])
                     .read()?;
             }
-            Ok(())
+            crate::net::launch::stop(&self.net_dir())?;
+            let net = self.net_dir();
+            match std::fs::remove_dir_all(net.root()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot delete {}", net.root().display()))
+                }
+                _ => Ok(()),
+            }
         })
     }
 

@@ -320,20 +320,13 @@ impl<'p> Native<'p> {
     /// Runs the fault proxy with the links of the stack as it runs now
     /// (restarting it when they changed or it crashed).
     fn net_up(&self) -> Result<()> {
-        let spec = self.spec();
-        let config = crate::net::files::Config {
-            host: spec.host(),
-            api: spec.net_api,
-            links: spec
-                .fault_links()
-                .iter()
-                .map(|l| crate::net::files::LinkConfig {
-                    name: l.name(),
-                    listen: l.listen,
-                    upstream: l.upstream,
-                })
-                .collect(),
-        };
+        self.net_follow(self.spec())
+    }
+
+    /// Runs the fault proxy with the links of `runtime`: after a failover,
+    /// replication links forward to the new primary.
+    pub fn net_follow(&self, runtime: &StackSpec) -> Result<()> {
+        let config = crate::net::files::Config::of(runtime, None);
         crate::net::launch::ensure(&self.net_dir(), &config, self.user.as_ref())
     }
 

@@ -149,15 +149,7 @@ impl Native<'_> {
         };
         // A replica whose replication link a partition cuts cannot stream
         // until `heal`; `up` waits for the others.
-        let cut = crate::net::command::cut_replicas(self.spec(), &self.net_dir());
-        let mut expected = self.spec().clone();
-        expected.replicas.retain(|r| !cut.contains(&r.node.name));
-        for name in &cut {
-            progress.note(&format!(
-                "not waiting for `{name}` to stream: a partition cuts its replication link \
-                 (`cargo xtask heal {name}` restores it)"
-            ));
-        }
+        let expected = crate::net::command::streaming(self.spec(), &self.net_dir(), progress);
         readiness::wait_streaming(&expected, secrets, admin, self, &rebuild, progress).await
     }
 }

@@ -194,7 +194,7 @@ fn proxy_json(shared: &Shared, name: &str, toxics: &LinkToxics) -> Value {
     let host = shared.config.host;
     json!({
         "name": name,
-        "listen": link.map(|l| format!("{host}:{}", l.listen)),
+        "listen": link.map(|l| l.listen_addr(&shared.config).to_string()),
         "upstream": link.map(|l| format!("{host}:{}", l.upstream)),
         "enabled": true,
         "toxics": toxics.get(name).cloned().unwrap_or_default(),

@@ -40,7 +40,8 @@ pub struct NetArgs {
 pub struct PartitionArgs {
     /// The node to cut off.
     pub node: String,
-    /// Which of the node's links (default: every link it opts in).
+    /// Which of the node's links (default: every link it opts in; on the
+    /// compose backend, the whole node leaves the engine's network).
     #[arg(long, value_enum)]
     pub link: Option<LinkKind>,
     /// How to cut the links.
@@ -55,13 +56,14 @@ fn duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// Where the faults of `stack` live and who owns them; native stacks only.
-fn native_net(stack: &Stack<'_>) -> Result<(NetDir, Option<ServerUser>)> {
+/// Where the faults of `stack` live and who owns them.
+fn stack_net(stack: &Stack<'_>) -> Result<(NetDir, Option<ServerUser>)> {
     match stack {
         Stack::Native(native) => Ok((native.net_dir(), native.server_user().cloned())),
-        _ => anyhow::bail!(
-            "network faults are native-only for now: only the native backend runs the fault \
-             proxy; run the stack with `--backend native`"
+        Stack::Compose(compose) => Ok((compose.net_dir(), None)),
+        Stack::External(_) => anyhow::bail!(
+            "an external cluster has no fault proxy: drr runs one only for the stacks it runs; \
+             use the cluster's own tools, or a native or compose stack"
         ),
     }
 }
@@ -77,12 +79,17 @@ pub fn run_net(stack: &Stack<'_>, args: &NetArgs) -> Result<()> {
             change.is_empty(),
             "name the node whose links to change, e.g. `cargo xtask net replica1 --latency 80ms`"
         );
-        let (net, _) = native_net(stack)?;
+        let (net, _) = stack_net(stack)?;
         print!("{}", table(&net, &spec.fault_links(), &net.toxics()?));
+        if let Stack::Compose(compose) = stack {
+            for node in compose.disconnected()? {
+                println!("{node}: off the network (`cargo xtask heal {node}`)");
+            }
+        }
         return Ok(());
     };
     let links = select(spec, node, args.link)?;
-    let (net, user) = native_net(stack)?;
+    let (net, user) = stack_net(stack)?;
     if change.is_empty() {
         print!("{}", table(&net, &links, &net.toxics()?));
         return Ok(());
@@ -92,23 +99,56 @@ pub fn run_net(stack: &Stack<'_>, args: &NetArgs) -> Result<()> {
     })
 }
 
-/// `cargo xtask partition`.
+/// `cargo xtask partition`. On the compose backend, without `--link`, the
+/// node's container leaves the engine's network (every link is cut).
 pub fn run_partition(stack: &Stack<'_>, args: &PartitionArgs) -> Result<()> {
+    if let (Stack::Compose(compose), None) = (stack, args.link) {
+        stack.spec().node(&args.node)?;
+        anyhow::ensure!(
+            args.mode == Mode::Blackhole,
+            "a network partition of the whole node cannot reset connections: it takes the \
+             container off the network, so they hang; name a proxied link with `--link` to \
+             reset it, or leave out `--mode reset`"
+        );
+        compose.disconnect(&args.node)?;
+        println!(
+            "{}: off the network (every link cut; `cargo xtask heal {}` connects it again)",
+            args.node, args.node
+        );
+        return Ok(());
+    }
     let links = select(stack.spec(), &args.node, args.link)?;
-    let (net, user) = native_net(stack)?;
+    let (net, user) = stack_net(stack)?;
     edit(stack, &net, user.as_ref(), &links, |list| {
         faults::partition(list, args.mode)
     })
 }
 
-/// `cargo xtask heal`: removes every fault of `node`'s links, or of every link.
+/// `cargo xtask heal`: removes every fault of `node`'s links, or of every
+/// link; on the compose backend it also puts containers a partition took
+/// off the network back on it.
 pub fn run_heal(stack: &Stack<'_>, node: Option<&str>) -> Result<()> {
     let spec = stack.spec();
+    if let Some(node) = node {
+        spec.node(node)?;
+    }
+    if let Stack::Compose(compose) = stack {
+        for name in compose.reconnect(node)? {
+            println!("{name}: back on the network");
+        }
+        let proxied = spec
+            .fault_links()
+            .iter()
+            .any(|l| node.is_none_or(|n| l.node == n));
+        if !proxied {
+            return Ok(());
+        }
+    }
     let links = match node {
         Some(node) => select(spec, node, None)?,
         None => spec.fault_links(),
     };
-    let (net, user) = native_net(stack)?;
+    let (net, user) = stack_net(stack)?;
     edit(stack, &net, user.as_ref(), &links, Vec::clear)
 }
 
@@ -222,4 +262,23 @@ pub fn cut_replicas(spec: &StackSpec, net: &NetDir) -> Vec<String> {
         .filter(|l| toxics.get(&l.name()).is_some_and(|t| faults::cuts(t)))
         .map(|l| l.node)
         .collect()
+}
+
+/// The stack `up` waits to stream: `spec` without the replicas whose
+/// replication link a partition cuts (each named in `progress`).
+pub fn streaming(
+    spec: &StackSpec,
+    net: &NetDir,
+    progress: &mut crate::progress::Progress,
+) -> StackSpec {
+    let cut = cut_replicas(spec, net);
+    let mut expected = spec.clone();
+    expected.replicas.retain(|r| !cut.contains(&r.node.name));
+    for name in &cut {
+        progress.note(&format!(
+            "not waiting for `{name}` to stream: a partition cuts its replication link \
+             (`cargo xtask heal {name}` restores it)"
+        ));
+    }
+    expected
 }

@@ -40,7 +40,7 @@ async fn serve(net: NetDir) -> Result<()> {
     let toxics = net.toxics()?;
     let mut senders = BTreeMap::new();
     for link in &config.links {
-        let listen = SocketAddr::new(config.host, link.listen);
+        let listen = link.listen_addr(&config);
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("link `{}` cannot listen on {listen}", link.name))?;

@@ -34,6 +34,42 @@ pub struct LinkConfig {
     pub listen: u16,
     /// The port it forwards to on the same host.
     pub upstream: u16,
+    /// Where the link listens when not on [`Config::host`]: a compose
+    /// replica's replication link, on the address containers reach the
+    /// host by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<std::net::IpAddr>,
+}
+
+impl Config {
+    /// What the proxy of `spec` serves: every link on the spec's address,
+    /// forwarding to the node's port (client) or the primary's
+    /// (replication; `spec` says who is primary now), except that
+    /// replication links listen on `replication_bind` when given.
+    pub fn of(spec: &crate::spec::StackSpec, replication_bind: Option<std::net::IpAddr>) -> Config {
+        let links = spec
+            .fault_links()
+            .iter()
+            .map(|l| LinkConfig {
+                name: l.name(),
+                listen: l.listen,
+                upstream: l.upstream,
+                bind: replication_bind.filter(|_| l.kind == crate::spec::LinkKind::Replication),
+            })
+            .collect();
+        Config {
+            host: spec.host(),
+            api: spec.net_api,
+            links,
+        }
+    }
+}
+
+impl LinkConfig {
+    /// The address the link listens on, with `config`'s host as default.
+    pub fn listen_addr(&self, config: &Config) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.bind.unwrap_or(config.host), self.listen)
+    }
 }
 
 /// The proxy's directory, `<state>/net`.

@@ -37,6 +37,11 @@ pub const IMAGE_ENV: &str = "DRR_IMAGE";
 /// Where each service's named volume is mounted.
 pub const VOLUME_MOUNT: &str = "/var/lib/postgresql";
 
+/// The name under which a replica container reaches the host, where the
+/// fault proxy serves replication links: Docker maps it to the host's
+/// address on its default bridge (`host-gateway`).
+pub const HOST_GATEWAY: &str = "host.docker.internal";
+
 /// `PGDATA` inside every container: a subdirectory of the named volume
 /// (`/var/lib/postgresql/data` is an anonymous volume of the official image).
 pub const PGDATA: &str = "/var/lib/postgresql/drr-data";
@@ -93,13 +98,22 @@ fn service(spec: &StackSpec, member: Member<'_>) -> Service {
         ("PGDATA", PGDATA.to_owned()),
     ]);
     let mut depends_on = BTreeMap::new();
+    let mut extra_hosts = Vec::new();
     match member {
         Member::Primary(_) => {
             environment.insert("DRR_SUPERUSER_PASSWORD", secret("DRR_SUPERUSER_PASSWORD"));
         }
-        Member::Replica(_) => {
-            environment.insert("DRR_PRIMARY_HOST", spec.primary.name.clone());
-            environment.insert("DRR_PRIMARY_PORT", spec.primary.port.to_string());
+        Member::Replica(replica) => {
+            // A replication link goes through the fault proxy on the host.
+            let (host, port) = match replica.node.links.replication {
+                Some(link) => {
+                    extra_hosts.push(format!("{HOST_GATEWAY}:host-gateway"));
+                    (HOST_GATEWAY.to_owned(), link)
+                }
+                None => (spec.primary.name.clone(), spec.primary.port),
+            };
+            environment.insert("DRR_PRIMARY_HOST", host);
+            environment.insert("DRR_PRIMARY_PORT", port.to_string());
             environment.insert("DRR_REPLICATION_ROLE", spec.replication_role.clone());
             depends_on.insert(
                 spec.primary.name.clone(),
@@ -138,6 +152,7 @@ fn service(spec: &StackSpec, member: Member<'_>) -> Service {
             start_period: "120s",
         },
         depends_on,
+        extra_hosts,
         stop_signal: "SIGINT",
         restart: "unless-stopped",
     }
@@ -183,6 +198,8 @@ struct Service {
     healthcheck: Healthcheck,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     depends_on: BTreeMap<String, DependsOn>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<String>,
     stop_signal: &'static str,
     restart: &'static str,
 }
@@ -271,6 +288,22 @@ mod tests {
             services["replica1"]["environment"]["DRR_PRIMARY_HOST"],
             "primary"
         );
+    }
+
+    #[test]
+    fn a_replication_link_streams_through_the_proxy_on_the_host() {
+        let mut spec = default_spec();
+        spec.replicas[0] = spec.replicas[0].clone().replication_link(6434);
+        let doc = parse(&docker_compose_yaml(&spec));
+        let replica = &doc["services"]["replica1"];
+        assert_eq!(replica["environment"]["DRR_PRIMARY_HOST"], HOST_GATEWAY);
+        assert_eq!(replica["environment"]["DRR_PRIMARY_PORT"], "6434");
+        assert_eq!(
+            replica["extra_hosts"][0],
+            format!("{HOST_GATEWAY}:host-gateway")
+        );
+        let plain = parse(&docker_compose_yaml(&default_spec()));
+        assert!(plain["services"]["replica1"].get("extra_hosts").is_none());
     }
 
     #[test]
