@@ -172,10 +172,19 @@ impl<'p> Native<'p> {
         }
         self.base_backup_missing(&bins, &secrets, &admin, progress)
             .await?;
+        // Every replica boots at once; then each is waited for.
+        let mut launched = Vec::new();
         for replica in &spec.replicas {
             let restart = self.sync_config(Member::Replica(replica))?;
-            self.run_node(&bins, &replica.node, restart, &secrets, progress)
-                .await?;
+            if self
+                .launch_node(&bins, &replica.node, restart, &secrets, progress)
+                .await?
+            {
+                launched.push(&replica.node);
+            }
+        }
+        for node in launched {
+            self.wait_logins(node, &secrets, progress).await?;
         }
         self.wait_streaming(&bins, &secrets, &admin, progress).await
     }
