@@ -346,6 +346,9 @@ impl<'p> Native<'p> {
         let Ok(nodes) = self.state.existing_nodes() else {
             return;
         };
+        if nodes.is_empty() {
+            return;
+        }
         let label = format!("prepare {} spare copies of the template", nodes.len());
         let prepared = progress.step(&label, || {
             spare::refill(&template, root, nodes.len(), self.user.as_ref())
