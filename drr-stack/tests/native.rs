@@ -559,3 +559,56 @@ async fn every_stack_instance_has_its_own_id_which_its_replicas_share() {
     a.try_up().await.expect("up adds replica2");
     assert_eq!(id(&a, "replica2").await, a_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_leaves_spare_copies_the_next_cold_up_takes() {
+    let cache = drr_stack::testing::scratch_dir("drr-spares-test-").unwrap();
+    let spares = || -> Vec<std::path::PathBuf> {
+        let dirs: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "spares"))
+            .collect();
+        assert!(
+            dirs.len() <= 1,
+            "one template, one spares directory: {dirs:?}"
+        );
+        dirs.iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+            .collect()
+    };
+    let first = TempStack::with_cache(spec(&[0]), cache.path());
+    first.try_up().await.expect("first stack comes up");
+    assert!(spares().is_empty());
+    first
+        .native()
+        .destroy(&mut drr_stack::progress::Progress::new(true))
+        .expect("destroy");
+    let ready = spares();
+    assert_eq!(ready.len(), 2, "one spare per node: {ready:?}");
+    // A spare of another cluster (here: a copy whose system identifier was
+    // overwritten) must never become a node: it is deleted, and that node
+    // gets a fresh copy of the template.
+    let control = ready[0].join("global").join("pg_control");
+    let mut bytes = std::fs::read(&control).unwrap();
+    bytes[..8].copy_from_slice(&[0xff; 8]);
+    std::fs::write(&control, bytes).unwrap();
+    drop(first);
+
+    let second = TempStack::with_cache(spec(&[0]), cache.path());
+    second.try_up().await.expect("a stack of spares comes up");
+    assert!(spares().is_empty(), "both spares were taken or deleted");
+    // The replica is a standby of this primary: it streams what it writes.
+    let primary = second.connect("primary").await;
+    let replica = second.connect("replica1").await;
+    primary
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    assert!(
+        visible_at(&replica, "t", 1, WAIT).await.is_some(),
+        "the replica made from a spare replays the primary's writes"
+    );
+    drop(second);
+}

@@ -1,5 +1,6 @@
-//! Stack figures: cold `up` (template cached and not), warm `up`, `down`,
-//! each split by step, and the hand-written `pg_ctl`/`pg_basebackup` script
+//! Stack figures: cold `up` (template cached and not; spare copies of it
+//! ready, alternating with copying it), warm `up`, `down`, `destroy`, each
+//! split by step, and the hand-written `pg_ctl`/`pg_basebackup` script
 //! users have today, measured alternately with drr's cold `up`.
 
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ fn step_kind(label: &str) -> &'static str {
     if label.starts_with("template") {
         "template (initdb + roles, cache miss only)"
     } else if label.starts_with("copy template") || label.starts_with("base backup") {
-        "copy template / base backup"
+        "copy template (or take spare copies) / base backup"
     } else if label.starts_with("start ") {
         "start servers"
     } else {
@@ -109,32 +110,56 @@ pub async fn figures(
             vec![first_total],
         ));
 
-        let (mut cold, mut warm, mut down, mut baseline) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut cold, mut warm, mut down, mut destroy, mut baseline) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut copying = Vec::new();
         let mut steps: Vec<(&'static str, Vec<f64>)> = Vec::new();
-        for _ in 0..runs {
-            let stack = TempStack::with_cache(spec(&delays)?, cold_cache.path())?;
-            let native = stack.native()?;
-            let (total, kinds) = timed_up(&native).await?;
-            cold.push(total);
-            for (kind, took) in kinds {
-                match steps.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, v)) => v.push(took),
-                    None => steps.push((kind, vec![took])),
+        for round in 0..runs {
+            // Alternately first: a cold up taking the spare copies the
+            // previous destroy prepared, and one copying the template.
+            let order = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for spares in order {
+                if !spares {
+                    crate::native::discard_spares(cold_cache.path())?;
                 }
-            }
-            warm.push(timed_up(&native).await?.0);
-            let start = Instant::now();
-            native.down(&mut Progress::new(true))?;
-            down.push(ms(start.elapsed()));
-            drop(native);
-            drop(stack);
-            if replicas == 1 {
-                baseline.push(baseline_up(&bins, user.as_ref())?);
+                let stack = TempStack::with_cache(spec(&delays)?, cold_cache.path())?;
+                let native = stack.native()?;
+                let (total, kinds) = timed_up(&native).await?;
+                if spares {
+                    cold.push(total);
+                    for (kind, took) in kinds {
+                        match steps.iter_mut().find(|(k, _)| *k == kind) {
+                            Some((_, v)) => v.push(took),
+                            None => steps.push((kind, vec![took])),
+                        }
+                    }
+                    warm.push(timed_up(&native).await?.0);
+                    let start = Instant::now();
+                    native.down(&mut Progress::new(true))?;
+                    down.push(ms(start.elapsed()));
+                } else {
+                    copying.push(total);
+                }
+                let start = Instant::now();
+                native.destroy(&mut Progress::new(true))?;
+                destroy.push(ms(start.elapsed()));
+                drop(native);
+                drop(stack);
+                if replicas == 1 && spares {
+                    baseline.push(baseline_up(&bins, user.as_ref())?);
+                }
             }
         }
         grow("cold up", replicas, &cold);
-        figures.push(figure(format!("cold up, {what}"), "ms", cold.clone()));
+        figures.push(figure(
+            format!("cold up (spare copies ready), {what}"),
+            "ms",
+            cold.clone(),
+        ));
         for (kind, samples) in steps {
             grow(kind, replicas, &samples);
             figures.push(figure(
@@ -149,6 +174,17 @@ pub async fn figures(
             warm,
         ));
         figures.push(figure(format!("down, {what}"), "ms", down));
+        figures.push(figure(
+            format!("destroy (prepares the next up's spare copies), {what}"),
+            "ms",
+            destroy,
+        ));
+        comparisons.push(Comparison {
+            group: "1. stack".into(),
+            name: format!("cold up, {what}"),
+            a: figure("spare copies ready".into(), "ms", cold.clone()),
+            b: figure("copying the template".into(), "ms", copying),
+        });
         if replicas == 1 {
             comparisons.push(Comparison {
                 group: "6. against what users have today".into(),

@@ -11,6 +11,7 @@ mod bootstrap;
 mod node;
 mod process;
 mod repair;
+mod spare;
 mod state;
 mod sweep;
 mod template;
@@ -19,12 +20,16 @@ mod template;
 pub(crate) use process::is_postgres as is_live_postgres;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 pub use state::{CACHE_DIR_ENV, STATE_DIR_ENV, StateDir, StateLock};
 pub use sweep::down_all;
+
+/// Deletes the spare copies of every template in a cache (see [`spare`]).
+pub(crate) use spare::discard_all as discard_spares;
 
 use crate::host::{Binaries, ServerUser};
 use crate::pg::{self, Login};
@@ -40,6 +45,10 @@ use bootstrap::Bootstrap;
 
 /// File in the primary's directory holding the digest of the bootstrap it ran.
 const BOOTSTRAP_MARKER: &str = "bootstrap.sha256";
+
+/// File in the state directory naming the template the stack was copied
+/// from, so `destroy` knows which template's spare copies to prepare.
+const TEMPLATE_RECORD: &str = "template";
 
 /// How long a server may take to accept logins or to start streaming.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -163,10 +172,19 @@ impl<'p> Native<'p> {
         }
         self.base_backup_missing(&bins, &secrets, &admin, progress)
             .await?;
+        // Every replica boots at once; then each is waited for.
+        let mut launched = Vec::new();
         for replica in &spec.replicas {
             let restart = self.sync_config(Member::Replica(replica))?;
-            self.run_node(&bins, &replica.node, restart, &secrets, progress)
-                .await?;
+            if self
+                .launch_node(&bins, &replica.node, restart, &secrets, progress)
+                .await?
+            {
+                launched.push(&replica.node);
+            }
+        }
+        for node in launched {
+            self.wait_logins(node, &secrets, progress).await?;
         }
         self.wait_streaming(&bins, &secrets, &admin, progress).await
     }
@@ -201,8 +219,15 @@ impl<'p> Native<'p> {
             .collect();
         progress.step(&format!("copy template to {}", names.join(", ")), || {
             parallel(&names, |name| {
-                template::copy(&template, &self.state.node_dir(name), user)
+                let node_dir = self.state.node_dir(name);
+                if spare::take(&template, &node_dir, user)? {
+                    return Ok(());
+                }
+                template::copy(&template, &node_dir, user)
             })?;
+            let record = self.state.root().join(TEMPLATE_RECORD);
+            std::fs::write(&record, template.as_os_str().as_bytes())
+                .with_context(|| format!("cannot write {}", record.display()))?;
             for replica in &replicas {
                 self.make_standby(replica, primary, secrets)?;
             }
@@ -294,17 +319,43 @@ impl<'p> Native<'p> {
     }
 
     /// Stops every node and deletes the state directory (never anything
-    /// outside it; the template cache stays).
+    /// outside it; the template cache stays, with one spare copy of the
+    /// template per node for the next cold `up`).
     pub fn destroy(&self, progress: &mut Progress) -> Result<()> {
         self.down(progress)?;
         let root = self.state.root();
         if root.exists() {
+            self.prepare_spares(progress);
             progress.step(&format!("delete {}", root.display()), || {
                 std::fs::remove_dir_all(root)
                     .with_context(|| format!("cannot delete {}", root.display()))
             })?;
         }
         Ok(())
+    }
+
+    /// Prepares spare copies of the template this stack was copied from, one
+    /// per node it has (see [`spare`]). A failure here never fails
+    /// `destroy`: the next cold `up` then copies the template itself.
+    fn prepare_spares(&self, progress: &mut Progress) {
+        let root = self.state.root();
+        let Ok(template) = std::fs::read(root.join(TEMPLATE_RECORD)) else {
+            return;
+        };
+        let template = std::path::PathBuf::from(std::ffi::OsString::from_vec(template));
+        let Ok(nodes) = self.state.existing_nodes() else {
+            return;
+        };
+        if nodes.is_empty() {
+            return;
+        }
+        let label = format!("prepare {} spare copies of the template", nodes.len());
+        let prepared = progress.step(&label, || {
+            spare::refill(&template, root, nodes.len(), self.user.as_ref())
+        });
+        if let Err(e) = prepared {
+            progress.note(&format!("no spare copies prepared: {e:#}"));
+        }
     }
 
     /// The fault proxy's directory (`net/` in the state directory).

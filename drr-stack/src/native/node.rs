@@ -95,16 +95,37 @@ impl Native<'_> {
         secrets: &Secrets,
         progress: &mut Progress,
     ) -> Result<()> {
+        if self
+            .launch_node(bins, node, config_changed, secrets, progress)
+            .await?
+        {
+            self.wait_logins(node, secrets, progress).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Native::run_node`] without the wait: `true` when it started the
+    /// server, which the caller then waits for ([`Native::wait_logins`]),
+    /// so that several nodes boot at once.
+    pub(super) async fn launch_node(
+        &self,
+        bins: &Binaries,
+        node: &Node,
+        config_changed: bool,
+        secrets: &Secrets,
+        progress: &mut Progress,
+    ) -> Result<bool> {
         let spec = self.spec();
         let data = self.state.data_dir(&node.name);
         let log = self.state.log_file(&node.name);
         if process::running_pid(&data).is_some() {
             if !config_changed {
-                return Ok(());
+                return Ok(false);
             }
             let client = pg::connect(spec, node, Login::admin(secrets)).await?;
             if !needs_restart(&client).await? {
-                return progress.step(&format!("reload {}", node.name), || Ok(()));
+                progress.step(&format!("reload {}", node.name), || Ok(()))?;
+                return Ok(false);
             }
             progress.step(&format!("stop {} to restart it", node.name), || {
                 process::stop(&[&data], STOP_TIMEOUT)
@@ -117,8 +138,18 @@ impl Native<'_> {
         progress.step(&format!("start {}", node.name), || {
             process::start(bins, &data, &log, self.user.as_ref())
         })?;
+        Ok(true)
+    }
+
+    /// Waits until the node just started accepts logins.
+    pub(super) async fn wait_logins(
+        &self,
+        node: &Node,
+        secrets: &Secrets,
+        progress: &mut Progress,
+    ) -> Result<()> {
         let started = std::time::Instant::now();
-        readiness::wait_logins(spec, secrets, node, self, READY_TIMEOUT).await?;
+        readiness::wait_logins(self.spec(), secrets, node, self, READY_TIMEOUT).await?;
         progress.record(&format!("{} accepts logins", node.name), started.elapsed());
         Ok(())
     }

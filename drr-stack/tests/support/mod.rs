@@ -38,6 +38,12 @@ impl TempStack {
         TempStack(drr_stack::testing::TempStack::new(spec).expect("a test stack"))
     }
 
+    /// A stopped stack for `spec` using the template cache `cache` (a test
+    /// that looks into the cache has one of its own).
+    pub fn with_cache(spec: StackSpec, cache: &std::path::Path) -> TempStack {
+        TempStack(drr_stack::testing::TempStack::with_cache(spec, cache).expect("a test stack"))
+    }
+
     /// Starts a stack for `spec` and waits until it streams.
     pub async fn up(spec: StackSpec) -> TempStack {
         let stack = TempStack::new(spec);
