@@ -152,6 +152,23 @@ impl Command {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Starts the program in the background, output captured, to run until
+    /// [`Background::stop`] (or the drop) kills it.
+    pub fn start(&self) -> Result<Background> {
+        let handle = self
+            .expression()
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot start `{}`", self.display()))?;
+        Ok(Background {
+            handle,
+            line: self.display(),
+        })
+    }
+
     /// Runs with the terminal attached and returns the exit code.
     pub fn interactive(&self) -> Result<i32> {
         let mut expr = duct::cmd(&self.program, &self.args).unchecked();
@@ -165,5 +182,40 @@ impl Command {
             .run()
             .with_context(|| format!("cannot run `{}`", self.display()))?;
         Ok(output.status.code().unwrap_or(1))
+    }
+}
+
+/// A program [`Command::start`] runs in the background, meant to run until
+/// stopped; killed when dropped.
+#[derive(Debug)]
+pub struct Background {
+    handle: duct::Handle,
+    line: String,
+}
+
+impl Background {
+    /// Kills the program. An error, quoting its stderr, if it had already
+    /// exited: it was meant to run until now.
+    pub fn stop(self) -> Result<()> {
+        if let Some(output) = self
+            .handle
+            .try_wait()
+            .with_context(|| format!("cannot check on `{}`", self.line))?
+        {
+            anyhow::bail!(
+                "`{}` exited early ({}):\n{}",
+                self.line,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.handle.kill();
+        let _ = self.handle.wait();
     }
 }
