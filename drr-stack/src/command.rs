@@ -219,3 +219,32 @@ impl Drop for Background {
         let _ = self.handle.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_program_runs_until_stopped() {
+        let running = Command::new("sleep").args(["30"]).start().expect("started");
+        let started = std::time::Instant::now();
+        running.stop().expect("still running, so stopping it is no error");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_background_program_that_exits_early_is_an_error_with_its_stderr() {
+        let running = Command::new("sh")
+            .args(["-c", "echo broken >&2; exit 3"])
+            .start()
+            .expect("started");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Wait (with a timeout) until it has exited.
+        while running.handle.try_wait().ok().flatten().is_none() {
+            assert!(std::time::Instant::now() < deadline, "sh never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let err = running.stop().expect_err("it exited early").to_string();
+        assert!(err.contains("exited early") && err.contains("broken"), "{err}");
+    }
+}
