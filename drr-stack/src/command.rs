@@ -228,7 +228,9 @@ mod tests {
     fn a_background_program_runs_until_stopped() {
         let running = Command::new("sleep").args(["30"]).start().expect("started");
         let started = std::time::Instant::now();
-        running.stop().expect("still running, so stopping it is no error");
+        running
+            .stop()
+            .expect("still running, so stopping it is no error");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
@@ -245,6 +247,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let err = running.stop().expect_err("it exited early").to_string();
-        assert!(err.contains("exited early") && err.contains("broken"), "{err}");
+        assert!(
+            err.contains("exited early") && err.contains("broken"),
+            "{err}"
+        );
     }
 }
