@@ -8,6 +8,10 @@
 //!   database setup, first claim (cold pool) and amortized (warm pool).
 //! - "3. wait_for_replicas": overshoot, the time `wait_for_replicas` returns
 //!   minus the moment a tight poll on the replica first saw the row.
+//! - With `DRR_BENCH_LOAD_TPS=N` (`cargo xtask bench --only harness` sets
+//!   it while pgbench writes N transactions a second on the primary), only
+//!   the overshoot, with more samples, for "9. growth: wait_for_replicas
+//!   overshoot vs write load".
 //!
 //! Prints `DRR-BENCH` and `DRR-BENCH-COMPARISON` lines for `cargo xtask
 //! bench`. `DRR_BENCH_QUICK=1` runs only 3 sleep-based tests and
@@ -26,6 +30,7 @@ use drr_bench::report::{Figure, compare};
 
 const HARNESS: &str = "5. test harness";
 const WAIT: &str = "3. wait_for_replicas";
+const WAIT_LOADED: &str = "9. growth: wait_for_replicas overshoot vs write load";
 const SUITE: usize = 20;
 /// How much longer than the delay a wait may take before the bench fails:
 /// a replica replaying a batch of `CREATE DATABASE`s on a busy disk can be
@@ -75,7 +80,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(err) = runtime.block_on(run(stack, quick)) {
+    let load = match std::env::var("DRR_BENCH_LOAD_TPS").map(|v| v.parse::<u32>()) {
+        Ok(Ok(tps)) => Some(tps),
+        Ok(Err(err)) => {
+            eprintln!("harness bench: DRR_BENCH_LOAD_TPS is not a rate: {err}");
+            std::process::exit(1);
+        }
+        Err(_) => None,
+    };
+    let result = match load {
+        Some(tps) => runtime.block_on(overshoot_under_load(stack, tps)),
+        None => runtime.block_on(run(stack, quick)),
+    };
+    if let Err(err) = result {
         eprintln!("harness bench failed: {err}");
         std::process::exit(1);
     }
@@ -150,21 +167,11 @@ async fn run(stack: TestStack, quick: bool) -> Result<(), BoxError> {
 
     // (b) wait_for_replicas overshoot.
     tokio::time::sleep(delay + settle).await;
-    let mut overshoot = Vec::new();
-    for _ in 0..if quick { 2 } else { 5 } {
-        let rounds = (0..4).map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { overshoot_sample(&pool, delay).await })
-        });
-        for round in rounds {
-            overshoot.push(round.await??);
-        }
-    }
     Figure::new(
         WAIT,
         "overshoot: return minus first visible on the replica",
         "ms",
-        overshoot,
+        overshoot(&pool, delay, if quick { 8 } else { 20 }).await?,
     )
     .print();
 
@@ -236,6 +243,38 @@ async fn suite(pool: &DbPool, delay: Duration) -> Result<f64, BoxError> {
         test.await??;
     }
     Ok(ms(started.elapsed()))
+}
+
+/// `n` overshoot samples, one after another.
+async fn overshoot(pool: &DbPool, delay: Duration, n: usize) -> Result<Vec<f64>, BoxError> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        samples.push(overshoot_sample(pool, delay).await?);
+    }
+    Ok(samples)
+}
+
+/// The overshoot alone, 20 samples, while something else (pgbench, at
+/// `tps`) writes on the primary.
+async fn overshoot_under_load(stack: TestStack, tps: u32) -> Result<(), BoxError> {
+    let delay = stack.max_delay();
+    let pool = DbPool::new(stack, migrations("loaded")).batch_size(8);
+    // The template and the first batch, on every replica before measuring.
+    pool.claim().await?.release().await?;
+    tokio::time::sleep(delay + Duration::from_secs(2)).await;
+    let load = if tps == 0 {
+        "no load".to_owned()
+    } else {
+        format!("pgbench -R {tps}")
+    };
+    Figure::new(
+        WAIT_LOADED,
+        format!("overshoot, replica {} ms behind, {load}", delay.as_millis()),
+        "ms",
+        overshoot(&pool, delay, 20).await?,
+    )
+    .print();
+    Ok(())
 }
 
 /// One write; returns when `wait_for_replicas` returned minus when a tight

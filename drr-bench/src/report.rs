@@ -1,6 +1,7 @@
 //! The lines a benchmark prints for `cargo xtask bench`:
-//! `DRR-BENCH {figure}` and `DRR-BENCH-COMPARISON {comparison}`, JSON in the
-//! shape of drr-stack's `bench::report` types, plus a one-line summary on
+//! `DRR-BENCH {figure}`, `DRR-BENCH-COMPARISON {comparison}` and
+//! `DRR-BENCH-CHART {growth curve}`, JSON in the shape of drr-stack's
+//! `bench::report` and `bench::Chart` types, plus a one-line summary on
 //! stderr for whoever runs `cargo bench` by hand.
 
 /// One measured quantity over repeated runs.
@@ -73,6 +74,36 @@ pub fn compare(group: &str, name: &str, a: &Figure, b: &Figure) {
         a.json(),
         b.json()
     );
+}
+
+/// Prints a growth curve for `cargo xtask bench` to draw as `file` (SVG):
+/// named lines of (x, y) points.
+pub fn chart(
+    file: &str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) {
+    let series: Vec<String> = series
+        .iter()
+        .map(|(name, points)| {
+            let points: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("[{x:.3},{y:.3}]"))
+                .collect();
+            format!("[{},[{}]]", quote(name), points.join(","))
+        })
+        .collect();
+    println!(
+        r#"DRR-BENCH-CHART {{"file":{},"title":{},"x_desc":{},"y_desc":{},"series":[{}]}}"#,
+        quote(file),
+        quote(title),
+        quote(x_desc),
+        quote(y_desc),
+        series.join(",")
+    );
+    eprintln!("  chart {file}: {title}");
 }
 
 /// `text` as a JSON string.

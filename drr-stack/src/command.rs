@@ -152,6 +152,23 @@ impl Command {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Starts the program in the background, output captured, to run until
+    /// [`Background::stop`] (or the drop) kills it.
+    pub fn start(&self) -> Result<Background> {
+        let handle = self
+            .expression()
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot start `{}`", self.display()))?;
+        Ok(Background {
+            handle,
+            line: self.display(),
+        })
+    }
+
     /// Runs with the terminal attached and returns the exit code.
     pub fn interactive(&self) -> Result<i32> {
         let mut expr = duct::cmd(&self.program, &self.args).unchecked();
@@ -165,5 +182,74 @@ impl Command {
             .run()
             .with_context(|| format!("cannot run `{}`", self.display()))?;
         Ok(output.status.code().unwrap_or(1))
+    }
+}
+
+/// A program [`Command::start`] runs in the background, meant to run until
+/// stopped; killed when dropped.
+#[derive(Debug)]
+pub struct Background {
+    handle: duct::Handle,
+    line: String,
+}
+
+impl Background {
+    /// Kills the program. An error, quoting its stderr, if it had already
+    /// exited: it was meant to run until now.
+    pub fn stop(self) -> Result<()> {
+        if let Some(output) = self
+            .handle
+            .try_wait()
+            .with_context(|| format!("cannot check on `{}`", self.line))?
+        {
+            anyhow::bail!(
+                "`{}` exited early ({}):\n{}",
+                self.line,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.handle.kill();
+        let _ = self.handle.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_program_runs_until_stopped() {
+        let running = Command::new("sleep").args(["30"]).start().expect("started");
+        let started = std::time::Instant::now();
+        running
+            .stop()
+            .expect("still running, so stopping it is no error");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_background_program_that_exits_early_is_an_error_with_its_stderr() {
+        let running = Command::new("sh")
+            .args(["-c", "echo broken >&2; exit 3"])
+            .start()
+            .expect("started");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Wait (with a timeout) until it has exited.
+        while running.handle.try_wait().ok().flatten().is_none() {
+            assert!(std::time::Instant::now() < deadline, "sh never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let err = running.stop().expect_err("it exited early").to_string();
+        assert!(
+            err.contains("exited early") && err.contains("broken"),
+            "{err}"
+        );
     }
 }

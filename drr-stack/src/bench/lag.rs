@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::chart::Chart;
-use super::report::{Comparison, Figure, stats};
+use super::load::{self, Load, LoadCurve, RATES_TPS};
+use super::report::{Comparison, Figure};
 use super::stack::spec;
 use crate::command::Command;
 use crate::host::Binaries;
@@ -19,10 +20,6 @@ use crate::secrets::Secrets;
 use crate::testing::TempStack;
 
 const DELAYS_MS: [u64; 4] = [0, 100, 1000, 3000];
-
-/// pgbench's target rates for the lag-under-load curve (0 is the probe's
-/// own run above).
-const LOAD_TPS: [u32; 2] = [500, 2000];
 
 /// Runs the lag figures; `duration` is how long the probe writes markers.
 /// With `load`, also measures the error under pgbench load and charts it.
@@ -44,7 +41,7 @@ pub async fn figures(
     let mut curve = LoadCurve::default();
     for replica in &report.replicas {
         let errors: Vec<f64> = replica.samples.iter().map(|s| s.error_ms).collect();
-        curve.add(0.0, &errors);
+        curve.add(0, &errors);
         figures.push(Figure {
             group: "2. lag accuracy".into(),
             name: format!("visibility lag − configured, delay {} ms", replica.delay_ms),
@@ -92,13 +89,13 @@ pub async fn figures(
         psql_errors.push(psql_loop_sample(&bins, &one, &secrets, round as i32)? - 1000.0);
     }
     if load {
-        let bins = Binaries::find(spec.postgres_major)?;
-        pgbench(&bins, spec, &secrets, &["-i", "-q", "-s", "1"])?;
-        for tps in LOAD_TPS {
+        load::init(&bins, spec, &secrets)?;
+        // Rate 0 is the probe's own run above.
+        for tps in RATES_TPS.into_iter().filter(|&tps| tps > 0) {
             let loaded = under_load(&bins, spec, &secrets, tps, duration).await?;
             for replica in &loaded.replicas {
                 let errors: Vec<f64> = replica.samples.iter().map(|s| s.error_ms).collect();
-                curve.add(f64::from(tps), &errors);
+                curve.add(tps, &errors);
                 figures.push(Figure {
                     group: "9. growth: lag error vs write load".into(),
                     name: format!(
@@ -110,7 +107,14 @@ pub async fn figures(
                 });
             }
         }
-        charts.push(curve.chart(duration));
+        charts.push(curve.chart(
+            "growth-lag-vs-load.svg",
+            format!(
+                "visibility lag − configured delay vs pgbench rate ({} s probes, all replicas)",
+                duration.as_secs()
+            ),
+            "error (ms)",
+        ));
     }
     comparisons.push(Comparison {
         group: "6. against what users have today".into(),
@@ -131,65 +135,7 @@ pub async fn figures(
     Ok(())
 }
 
-/// Errors (all replicas pooled) per pgbench rate.
-#[derive(Default)]
-struct LoadCurve {
-    errors: Vec<(f64, Vec<f64>)>,
-}
-
-impl LoadCurve {
-    fn add(&mut self, tps: f64, errors: &[f64]) {
-        match self.errors.iter_mut().find(|(t, _)| *t == tps) {
-            Some((_, all)) => all.extend_from_slice(errors),
-            None => self.errors.push((tps, errors.to_vec())),
-        }
-    }
-
-    fn chart(&self, duration: Duration) -> Chart {
-        let series = |name: &str, pick: fn((f64, f64, f64, f64)) -> f64| {
-            let points = self
-                .errors
-                .iter()
-                .filter_map(|(tps, errors)| Some((*tps, pick(stats(errors)?))))
-                .collect();
-            (name.to_owned(), points)
-        };
-        Chart {
-            file: "growth-lag-vs-load.svg".into(),
-            title: format!(
-                "visibility lag − configured delay vs pgbench rate ({} s probes, all replicas)",
-                duration.as_secs()
-            ),
-            x_desc: "pgbench target rate on the primary (transactions/s)".into(),
-            y_desc: "error (ms)".into(),
-            series: vec![series("p50", |s| s.0), series("p99", |s| s.1)],
-        }
-    }
-}
-
-/// Runs `pgbench` against the spec's primary as the superuser.
-fn pgbench(
-    bins: &Binaries,
-    spec: &crate::spec::StackSpec,
-    secrets: &Secrets,
-    args: &[&str],
-) -> Result<String> {
-    Command::new(bins.path("pgbench"))
-        .args([
-            "-h",
-            &spec.host().to_string(),
-            "-p",
-            &spec.primary.port.to_string(),
-            "-U",
-            &secrets.superuser,
-        ])
-        .args(args)
-        .args(["postgres"])
-        .env("PGPASSWORD", &secrets.superuser_password)
-        .read()
-}
-
-/// The probe for `duration` while pgbench runs at `tps` on the primary.
+/// The probe for `duration` while pgbench writes at `tps` on the primary.
 async fn under_load(
     bins: &Binaries,
     spec: &crate::spec::StackSpec,
@@ -197,33 +143,11 @@ async fn under_load(
     tps: u32,
     duration: Duration,
 ) -> Result<crate::probe::ProbeReport> {
-    let seconds = (duration.as_secs() + 2).to_string();
-    let load = {
-        let (bins, spec, secrets) = (bins.clone(), spec.clone(), secrets.clone());
-        tokio::task::spawn_blocking(move || {
-            pgbench(
-                &bins,
-                &spec,
-                &secrets,
-                &[
-                    "-n",
-                    "-c",
-                    "4",
-                    "-j",
-                    "2",
-                    "-R",
-                    &tps.to_string(),
-                    "-T",
-                    &seconds,
-                ],
-            )
-        })
-    };
+    let load = Load::start(bins, spec, secrets, tps)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probe =
         crate::probe::measure(spec, secrets, duration, Duration::from_millis(200), |_| {}).await;
-    load.await
-        .context("the pgbench task failed")?
+    load.stop()
         .with_context(|| format!("pgbench at {tps} TPS failed"))?;
     probe
 }

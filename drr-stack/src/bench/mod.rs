@@ -4,11 +4,14 @@
 //! Stack and lag figures are measured here, on throw-away stacks. Figures of
 //! the workspace's own benchmarks are collected from `cargo bench`: criterion
 //! medians, and any line a benchmark binary prints as
-//! `DRR-BENCH {figure as JSON}` or `DRR-BENCH-COMPARISON {comparison}`.
+//! `DRR-BENCH {figure as JSON}`, `DRR-BENCH-COMPARISON {comparison}` or
+//! `DRR-BENCH-CHART {chart}`.
 //! Nothing here asserts a speed; it reports.
 
 mod chart;
+mod harness;
 mod lag;
+mod load;
 mod net;
 mod peers;
 mod pgpool;
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use report::{COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report};
+pub use chart::Chart;
+pub use report::{CHART_LINE, COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report};
 
 use crate::command::Command;
 use crate::project::Project;
@@ -40,6 +44,10 @@ pub enum Part {
     /// drr against its peers: pgpool-II (throughput, latency, stale reads)
     /// and `#[sqlx::test]` (per-test databases).
     Peers,
+    /// The test harness at scale: per-test database cost vs suite size and
+    /// vs concurrent test processes, and `wait_for_replicas` overshoot
+    /// under pgbench write load.
+    Harness,
 }
 
 /// How much to measure.
@@ -63,6 +71,8 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
     let mut comparisons = Vec::new();
     let mut charts = Vec::new();
     let wanted = |part| options.only.is_empty() || options.only.contains(&part);
+    let (run_started, load_at_start) = (Instant::now(), load_average());
+    let mut took = Vec::new();
     // The lag and cargo parts' stacks share one template cluster.
     let cache = crate::testing::scratch_dir("drr-bench-cache-")?;
     if wanted(Part::Stack) {
@@ -73,7 +83,7 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             &[1, 2, 4, 8]
         };
         stack::figures(runs, sizes, &mut figures, &mut comparisons, &mut charts).await?;
-        part_done(started);
+        took.push(part_done("stack", started));
     }
     if wanted(Part::Lag) {
         let started = part_started("lag accuracy");
@@ -87,12 +97,12 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             &mut charts,
         )
         .await?;
-        part_done(started);
+        took.push(part_done("lag", started));
     }
     if wanted(Part::Net) {
         let started = part_started("the fault proxy's overhead");
         net::figures(cache.path(), rounds, &mut comparisons).await?;
-        part_done(started);
+        took.push(part_done("net", started));
     }
     if wanted(Part::Cargo) {
         let started = part_started("the workspace's benchmarks (cargo bench)");
@@ -102,9 +112,10 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             options.quick,
             &mut figures,
             &mut comparisons,
+            &mut charts,
         )
         .await?;
-        part_done(started);
+        took.push(part_done("cargo", started));
     }
     if wanted(Part::Peers) {
         let started = part_started("peers: pgpool-II and #[sqlx::test]");
@@ -116,16 +127,35 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             &mut comparisons,
         )
         .await?;
-        part_done(started);
+        took.push(part_done("peers", started));
     }
+    if wanted(Part::Harness) {
+        let started = part_started("the test harness at scale");
+        harness::figures(
+            project,
+            cache.path(),
+            options.quick,
+            &mut figures,
+            &mut comparisons,
+            &mut charts,
+        )
+        .await?;
+        took.push(part_done("harness", started));
+    }
+    took.push(("total".to_owned(), run_started.elapsed().as_secs_f64()));
     let report = Report {
         machine: Machine {
             quick: options.quick,
+            load: format!(
+                "{load_at_start} at the start, {} at the end",
+                load_average()
+            ),
             ..machine(project)?
         },
         figures,
         comparisons,
         charts,
+        took,
     };
     let dir = project.root().join("target").join("drr").join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -147,8 +177,24 @@ fn part_started(what: &str) -> Instant {
     Instant::now()
 }
 
-fn part_done(started: Instant) {
-    eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
+/// Says how long a part took, and returns its name and seconds.
+fn part_done(part: &str, started: Instant) -> (String, f64) {
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("bench: done in {seconds:.1} s");
+    (part.to_owned(), seconds)
+}
+
+/// The load average over 1, 5 and 15 minutes, as `/proc/loadavg` says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }
 
 /// Runs `cargo bench` for the workspace against a throw-away stack (one
@@ -160,13 +206,14 @@ async fn workspace_benches(
     quick: bool,
     figures: &mut Vec<Figure>,
     comparisons: &mut Vec<Comparison>,
+    charts: &mut Vec<Chart>,
 ) -> Result<()> {
     let delay_ms = if quick { 1000 } else { 3000 };
     let bench_stack = crate::testing::TempStack::with_cache(stack::spec(&[delay_ms])?, cache)?;
     bench_stack.up().await?;
     let secrets = bench_stack.secrets()?;
     let vars = crate::env::vars(bench_stack.spec(), Some(&secrets));
-    cargo_bench(project, &["*"], quick, vars, figures, comparisons)?;
+    cargo_bench(project, &["*"], quick, vars, figures, comparisons, charts)?;
     criterion_figures(&project.root().join("target").join("criterion"), figures);
     Ok(())
 }
@@ -180,6 +227,7 @@ fn cargo_bench(
     vars: Vec<(&'static str, String)>,
     figures: &mut Vec<Figure>,
     comparisons: &mut Vec<Comparison>,
+    charts: &mut Vec<Chart>,
 ) -> Result<()> {
     let mut args = vec!["bench", "--workspace"];
     for bench in benches {
@@ -214,6 +262,10 @@ fn cargo_bench(
             comparisons.push(
                 serde_json::from_str(json)
                     .with_context(|| format!("bad comparison line: {line}"))?,
+            );
+        } else if let Some(json) = line.strip_prefix(CHART_LINE) {
+            charts.push(
+                serde_json::from_str(json).with_context(|| format!("bad chart line: {line}"))?,
             );
         }
     }
@@ -311,5 +363,6 @@ fn machine(project: &Project) -> Result<Machine> {
         postgres: crate::host::Binaries::find(project.spec().postgres_major)?.version,
         commit,
         quick: false,
+        load: String::new(),
     })
 }

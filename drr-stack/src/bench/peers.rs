@@ -45,5 +45,13 @@ pub async fn figures(
     let mut vars = crate::env::vars(spec, Some(&secrets));
     vars.push(("DRR_PGPOOL_URL", checked.url(spec)?));
     vars.push(("DRR_PGPOOL_UNCHECKED_URL", unchecked.url(spec)?));
-    super::cargo_bench(project, &["peers"], quick, vars, figures, comparisons)
+    super::cargo_bench(
+        project,
+        &["peers"],
+        quick,
+        vars,
+        figures,
+        comparisons,
+        &mut Vec::new(),
+    )
 }

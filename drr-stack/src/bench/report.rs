@@ -12,6 +12,8 @@ use super::chart::Chart;
 pub const FIGURE_LINE: &str = "DRR-BENCH ";
 /// Prefix of a line carrying a [`Comparison`] as JSON.
 pub const COMPARISON_LINE: &str = "DRR-BENCH-COMPARISON ";
+/// Prefix of a line carrying a growth curve ([`Chart`]) as JSON.
+pub const CHART_LINE: &str = "DRR-BENCH-CHART ";
 
 /// One measured quantity over repeated runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,10 @@ pub struct Machine {
     pub commit: String,
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// The load average (1, 5 and 15 minutes) at the start and at the end
+    /// of the run: other work on the machine skews every figure.
+    #[serde(default)]
+    pub load: String,
 }
 
 /// The whole report.
@@ -68,6 +74,9 @@ pub struct Report {
     /// Growth curves, drawn as SVG files next to the report.
     #[serde(default)]
     pub charts: Vec<Chart>,
+    /// How long each part took, then `total`, in seconds.
+    #[serde(default)]
+    pub took: Vec<(String, f64)>,
 }
 
 /// Median, p99 (nearest rank), min and max of a figure's samples (`None`
@@ -140,6 +149,23 @@ impl Report {
             m.commit,
             if m.quick { "; `--quick`" } else { "" }
         );
+        if !m.load.is_empty() {
+            let _ = writeln!(out, "Load average (1, 5, 15 min): {}.\n", m.load);
+        }
+        if let Some(((_, total), parts)) = self.took.split_last() {
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|(part, s)| format!("{part} {s:.1} s"))
+                .collect();
+            let seconds = total.round() as u64;
+            let _ = writeln!(
+                out,
+                "The run took {} min {} s ({}).\n",
+                seconds / 60,
+                seconds % 60,
+                parts.join(", ")
+            );
+        }
         out.push_str(
             "Each figure is the median over its runs (or samples), with p99, min and max.\n",
         );
@@ -245,6 +271,7 @@ mod tests {
                 postgres: "15.18".into(),
                 commit: "abc".into(),
                 quick: true,
+                load: "1.00 0.50 0.25 at the start, 2.00 1.00 0.50 at the end".into(),
             },
             figures: vec![figure("cold up", vec![500.0, 700.0, 600.0])],
             comparisons: vec![Comparison {
@@ -254,8 +281,14 @@ mod tests {
                 b: figure("script", vec![1500.0]),
             }],
             charts: Vec::new(),
+            took: vec![("stack".into(), 61.5), ("total".into(), 125.0)],
         };
         let md = report.markdown();
+        assert!(
+            md.contains("The run took 2 min 5 s (stack 61.5 s)."),
+            "{md}"
+        );
+        assert!(md.contains("1.00 0.50 0.25 at the start"), "{md}");
         assert!(
             md.contains("| cold up | 600 | 700 | 500 | 700 | ms | 3 |"),
             "{md}"
