@@ -23,6 +23,11 @@ use super::test_db::{Conns, ReplicaConn, TestDb};
 const READY_POLL: Duration = Duration::from_millis(10);
 const REFILL_RETRY: Duration = Duration::from_millis(100);
 
+/// How many times a connection to a claimed database on a replica is tried
+/// when replay cancels it, and how long apart.
+const CONFLICT_ATTEMPTS: u32 = 5;
+const CONFLICT_RETRY: Duration = Duration::from_millis(50);
+
 impl DbPool {
     pub(super) async fn take(
         &self,
@@ -117,7 +122,7 @@ impl DbPool {
         let mut replicas = Vec::with_capacity(stack.replicas().len());
         for replica in stack.replicas() {
             let url = with_dbname(&replica.url, &name)?;
-            let client = match connect(&url, &replica.name).await {
+            let client = match connect_on_replica(&url, &replica.name).await {
                 Ok(client) => {
                     let node = [(replica.name.as_str(), &client)];
                     wait::wait_for_lsn(&node, lsn, Instant::now(), remaining()).await?;
@@ -127,7 +132,7 @@ impl DbPool {
                     let login = connect(&replica.url, &replica.name).await?;
                     let node = [(replica.name.as_str(), &login)];
                     wait::wait_for_lsn(&node, lsn, Instant::now(), remaining()).await?;
-                    connect(&url, &replica.name).await?
+                    connect_on_replica(&url, &replica.name).await?
                 }
                 Err(err) => return Err(err),
             };
@@ -149,6 +154,28 @@ impl DbPool {
             }),
         })
     }
+}
+
+/// Connects to a database on a replica. Replay may cancel a session while
+/// it starts (`canceling statement due to conflict with recovery`, as the
+/// pool's databases are created and dropped around it); Postgres calls
+/// that error retryable, so it is retried a few times.
+async fn connect_on_replica(url: &str, node: &str) -> Result<Client, Error> {
+    let mut attempt = 1;
+    loop {
+        match connect(url, node).await {
+            Err(err) if is_recovery_conflict(&err) && attempt < CONFLICT_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(CONFLICT_RETRY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_recovery_conflict(err: &Error) -> bool {
+    matches!(err, Error::Postgres { source, .. }
+        if source.code() == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE))
 }
 
 fn is_missing_database(err: &Error) -> bool {

@@ -62,3 +62,28 @@ pub(super) async fn ensure_schema(conn: &Client) -> Result<i32, Error> {
 pub(super) async fn exec(conn: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
     conn.batch_execute(sql).await
 }
+
+/// `DROP DATABASE IF EXISTS` the pool's database `name` (quoted here),
+/// ending the sessions still in it (`WITH (FORCE)`). FORCE may not end a
+/// session of a role the login role is not a member of: an autovacuum
+/// worker in a fresh database, say. Then a plain DROP, which makes
+/// autovacuum workers leave, is tried once more.
+pub(super) async fn drop_database_if_exists(
+    conn: &Client,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let name = crate::testing::sql::quote_ident(name);
+    match exec(
+        conn,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+    {
+        Err(err)
+            if err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
+            exec(conn, &format!("DROP DATABASE IF EXISTS {name}")).await
+        }
+        other => other,
+    }
+}

@@ -7,7 +7,7 @@ use crate::testing::error::Error;
 use crate::testing::sql::quote_ident;
 
 use super::Shared;
-use super::coordination::{TEMPLATE_LOCK_CLASS, exec, lock_key, try_lock};
+use super::coordination::{TEMPLATE_LOCK_CLASS, drop_database_if_exists, exec, lock_key, try_lock};
 
 pub(super) async fn sweep(
     conn: &Client,
@@ -44,11 +44,7 @@ pub(super) async fn sweep(
     names.dedup();
     let mut dropped = Vec::with_capacity(names.len());
     for name in names {
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&name)
-        );
-        match exec(conn, &sql).await {
+        match drop_database_if_exists(conn, &name).await {
             Ok(()) => dropped.push(name),
             Err(err) => {
                 tracing::warn!(database = %name, "cannot drop leftover test database: {err}")
@@ -113,7 +109,7 @@ async fn drop_unused_templates(conn: &Client, prefix: &str) -> Result<Vec<String
         // Two statements: DROP DATABASE cannot run in a multi-statement string.
         let mut result = exec(conn, &format!("ALTER DATABASE {tpl} IS_TEMPLATE false")).await;
         if result.is_ok() {
-            result = exec(conn, &format!("DROP DATABASE IF EXISTS {tpl} WITH (FORCE)")).await;
+            result = drop_database_if_exists(conn, &name).await;
         }
         let _ = conn
             .execute(

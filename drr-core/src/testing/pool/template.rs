@@ -8,7 +8,7 @@ use crate::testing::sql::quote_ident;
 use crate::testing::stack::with_dbname;
 
 use super::Shared;
-use super::coordination::{TEMPLATE_LOCK_CLASS, exec, lock_key};
+use super::coordination::{TEMPLATE_LOCK_CLASS, drop_database_if_exists, exec, lock_key};
 
 /// Builds the template once (under its advisory lock); returns the
 /// `STRATEGY` clause for copies.
@@ -50,7 +50,7 @@ async fn build_template(conn: &Client, shared: &Shared) -> Result<&'static str, 
     match row.get::<_, Option<bool>>(1) {
         Some(true) => return Ok(strategy),
         // Left half-built by a crashed process: start over.
-        Some(false) => exec(conn, &format!("DROP DATABASE IF EXISTS {tpl} WITH (FORCE)"))
+        Some(false) => drop_database_if_exists(conn, &shared.template)
             .await
             .map_err(Error::postgres("primary", "dropping a half-built template"))?,
         None => {}

@@ -10,11 +10,10 @@ use tokio_postgres::Client;
 use crate::config::RouterConfig;
 use crate::router::Router;
 use crate::testing::error::Error;
-use crate::testing::sql::quote_ident;
 use crate::testing::stack::connect;
 use crate::testing::wait;
 
-use super::coordination::exec;
+use super::coordination::drop_database_if_exists;
 
 /// A database of its own for one test, on the primary and every replica,
 /// with the migrations applied. Dropped (`DROP DATABASE ... WITH (FORCE)`)
@@ -190,11 +189,7 @@ impl Drop for TestDb {
 /// Drops one pool database and its row.
 pub(super) async fn drop_database(login_url: &str, name: &str) -> Result<(), Error> {
     let conn = connect(login_url, "primary").await?;
-    let dropped = exec(
-        &conn,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
-    )
-    .await;
+    let dropped = drop_database_if_exists(&conn, name).await;
     match dropped {
         Ok(()) => conn
             .execute("DELETE FROM drr_testing.pool WHERE name = $1", &[&name])
