@@ -12,6 +12,7 @@
 
 mod nextest;
 mod project_command;
+mod scratch;
 
 pub use project_command::libpq_vars;
 
@@ -152,6 +153,13 @@ async fn run_tests(
         return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }
     let skipped = skipped_requirements(project.root())?;
+    if let Some(dir) = scratch::tmpdir() {
+        eprintln!(
+            "the tests' temporary files go to {}, in memory (set TMPDIR to choose)",
+            dir.display()
+        );
+        vars.push(("TMPDIR", dir.display().to_string()));
+    }
     let runner = Runner::detect();
     let target = target_dir(project.root());
     let mut code = match runner {
