@@ -47,6 +47,15 @@ fn delay() -> Duration {
     delay
 }
 
+/// How long a wait for the replica may take before the test calls it
+/// broken: the delay, plus 30 s for replay that the machine holds up (a
+/// replica replays a pool database's creation by copying its template's
+/// files, which a loaded disk can stall for seconds). Waits end as soon as
+/// their condition holds; what they took is asserted where it matters.
+fn patience(delay: Duration) -> Duration {
+    delay + Duration::from_secs(30)
+}
+
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -84,7 +93,7 @@ async fn use_alone(db: &TestDb, owner: &str) -> Result<(), Error> {
         .execute("INSERT INTO items (owner) VALUES ($1)", &[&owner])
         .await
         .expect("insert");
-    db.wait_for_replicas(delay() * 3).await?;
+    db.wait_for_replicas(patience(delay())).await?;
     for client in [db.primary(), db.replica()] {
         let owners: Vec<String> = client
             .query("SELECT owner FROM items", &[])
@@ -168,7 +177,7 @@ async fn wait_for_replicas_returns_right_after_the_data_is_visible() -> Result<(
     let written = Instant::now();
     // Watch for the row in a tight loop, next to the wait.
     let watch = tokio::spawn(async move {
-        let deadline = Instant::now() + delay * 3;
+        let deadline = Instant::now() + patience(delay);
         while Instant::now() < deadline {
             let seen = watcher
                 .query_opt("SELECT 1 FROM items WHERE owner = 'w'", &[])
@@ -180,7 +189,7 @@ async fn wait_for_replicas_returns_right_after_the_data_is_visible() -> Result<(
         }
         None
     });
-    let waited = db.wait_for_replicas(delay * 3).await?;
+    let waited = db.wait_for_replicas(patience(delay)).await?;
     let returned = Instant::now();
     let visible = watch
         .await
@@ -273,7 +282,7 @@ async fn lag_assertions_see_the_delay() -> Result<(), Error> {
         .await
         .expect("insert");
     assert_not_visible(db.replica(), check, &[&"a"]).await?;
-    let took = assert_visible_within(db.replica(), check, &[&"a"], delay * 3).await?;
+    let took = assert_visible_within(db.replica(), check, &[&"a"], patience(delay)).await?;
     assert!(took >= delay / 2, "{took:?} for a {delay:?} delay");
 
     let err = assert_not_visible(db.replica(), check, &[&"a"])
@@ -296,7 +305,7 @@ async fn lag_assertions_see_the_delay() -> Result<(), Error> {
         db.replica(),
         check,
         &[&"m"],
-        delay * 3,
+        patience(delay),
     )
     .await?;
     assert!(
