@@ -553,17 +553,7 @@ async fn drr_suite_ms(pool: &DbPool, tests: usize) -> Result<f64, BoxError> {
     let started = Instant::now();
     for _ in 0..tests {
         let db = pool.claim().await?;
-        db.primary()
-            .execute("INSERT INTO items (owner) VALUES ('t')", &[])
-            .await?;
-        let n: i64 = db
-            .primary()
-            .query_one("SELECT count(*) FROM items", &[])
-            .await?
-            .get(0);
-        if n != 1 {
-            return Err(format!("a fresh per-test database held {n} rows").into());
-        }
+        drr_bench::per_test::insert_and_count(db.primary()).await?;
         db.release().await?;
     }
     Ok(ms(started.elapsed()))

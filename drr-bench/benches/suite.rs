@@ -86,17 +86,7 @@ fn one_test(tag: &str) -> Result<f64, BoxError> {
         .build()?;
     runtime.block_on(async {
         let db = testing::test_db(&migrations(tag)).await?;
-        db.primary()
-            .execute("INSERT INTO items (owner) VALUES ('t')", &[])
-            .await?;
-        let n: i64 = db
-            .primary()
-            .query_one("SELECT count(*) FROM items", &[])
-            .await?
-            .get(0);
-        if n != 1 {
-            return Err(format!("a fresh per-test database held {n} rows").into());
-        }
+        drr_bench::per_test::insert_and_count(db.primary()).await?;
         let claim = db.setup_time();
         db.release().await?;
         Ok(claim.as_secs_f64() * 1000.0)

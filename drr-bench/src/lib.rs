@@ -6,4 +6,5 @@
 #![deny(missing_docs)]
 
 pub mod cpu_time;
+pub mod per_test;
 pub mod report;

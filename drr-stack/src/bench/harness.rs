@@ -33,8 +33,7 @@ pub async fn figures(
     comparisons: &mut Vec<Comparison>,
     charts: &mut Vec<Chart>,
 ) -> Result<()> {
-    let stack = TempStack::with_cache(super::stack::spec(&[DELAY_MS])?, cache)?;
-    stack.up().await?;
+    let stack = super::stack::up(&[DELAY_MS], cache).await?;
     let secrets = stack.secrets()?;
     let vars = crate::env::vars(stack.spec(), Some(&secrets));
     if !quick {

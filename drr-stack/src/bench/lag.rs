@@ -12,12 +12,10 @@ use anyhow::{Context, Result};
 use super::chart::Chart;
 use super::load::{self, Load, LoadCurve, RATES_TPS};
 use super::report::{Comparison, Figure};
-use super::stack::spec;
 use crate::command::Command;
 use crate::host::Binaries;
 use crate::pg;
 use crate::secrets::Secrets;
-use crate::testing::TempStack;
 
 const DELAYS_MS: [u64; 4] = [0, 100, 1000, 3000];
 
@@ -32,8 +30,7 @@ pub async fn figures(
     comparisons: &mut Vec<Comparison>,
     charts: &mut Vec<Chart>,
 ) -> Result<()> {
-    let stack = TempStack::with_cache(spec(&DELAYS_MS)?, cache)?;
-    stack.up().await?;
+    let stack = super::stack::up(&DELAYS_MS, cache).await?;
     let spec = stack.spec();
     let secrets = stack.secrets()?;
     let report =

@@ -209,8 +209,7 @@ async fn workspace_benches(
     charts: &mut Vec<Chart>,
 ) -> Result<()> {
     let delay_ms = if quick { 1000 } else { 3000 };
-    let bench_stack = crate::testing::TempStack::with_cache(stack::spec(&[delay_ms])?, cache)?;
-    bench_stack.up().await?;
+    let bench_stack = stack::up(&[delay_ms], cache).await?;
     let secrets = bench_stack.secrets()?;
     let vars = crate::env::vars(bench_stack.spec(), Some(&secrets));
     cargo_bench(project, &["*"], quick, vars, figures, comparisons, charts)?;

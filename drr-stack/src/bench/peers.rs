@@ -13,7 +13,6 @@ use anyhow::Result;
 use super::pgpool::{self, Running};
 use super::report::{Comparison, Figure};
 use crate::project::Project;
-use crate::testing::TempStack;
 
 /// The replica's delay: web requests follow each other faster than this.
 const DELAY_MS: u64 = 100;
@@ -34,8 +33,7 @@ pub async fn figures(
         );
         return Ok(());
     }
-    let stack = TempStack::with_cache(super::stack::spec(&[DELAY_MS])?, cache)?;
-    stack.up().await?;
+    let stack = super::stack::up(&[DELAY_MS], cache).await?;
     let spec = stack.spec();
     let secrets = stack.secrets()?;
     // Its closest setting to read-your-writes (a replica any byte behind

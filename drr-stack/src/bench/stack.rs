@@ -3,6 +3,7 @@
 //! split by step, and the hand-written `pg_ctl`/`pg_basebackup` script
 //! users have today, measured alternately with drr's cold `up`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,6 +18,14 @@ use crate::spec::StackSpec;
 use crate::testing::{TempStack, free_ports, scratch_dir};
 
 const BASELINE_SCRIPT: &str = include_str!("baseline-up.sh");
+
+/// A throw-away stack in `cache`, one replica per delay (in
+/// milliseconds), up.
+pub async fn up(delays_ms: &[u64], cache: &Path) -> Result<TempStack> {
+    let stack = TempStack::with_cache(spec(delays_ms)?, cache)?;
+    stack.up().await?;
+    Ok(stack)
+}
 
 /// A spec with one replica per delay (in milliseconds), on free ports.
 pub fn spec(delays_ms: &[u64]) -> Result<StackSpec> {
