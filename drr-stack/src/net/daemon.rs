@@ -51,6 +51,7 @@ async fn serve(net: NetDir) -> Result<()> {
             listener,
             SocketAddr::new(config.host, link.upstream),
             rx,
+            link.admit(),
         ));
         senders.insert(link.name.clone(), tx);
     }

@@ -70,6 +70,15 @@ impl LinkConfig {
     pub fn listen_addr(&self, config: &Config) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.bind.unwrap_or(config.host), self.listen)
     }
+
+    /// Who may connect: a link bound beyond the spec's address (Docker's
+    /// bridge) admits only this host and its containers.
+    pub fn admit(&self) -> super::admit::Admit {
+        match self.bind {
+            Some(_) => super::admit::Admit::DockerBridges,
+            None => super::admit::Admit::Any,
+        }
+    }
 }
 
 /// The proxy's directory, `<state>/net`.

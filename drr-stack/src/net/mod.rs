@@ -12,12 +12,14 @@
 //! (state directory, server user, `up`/`down`), which a small tokio proxy
 //! with Toxiproxy's semantics gives in a few hundred lines.
 //!
-//! `toxic.rs` (what toxics are and do, pure), `faults.rs` (the commands'
+//! `toxic.rs` (what toxics are and do, pure), `admit.rs` (who may
+//! connect to a link listening beyond loopback), `faults.rs` (the commands'
 //! edits, pure), `files.rs` (the proxy's files), `proxy.rs` (one link's
 //! TCP proxy), `daemon.rs` (the proxy process), `api.rs` (the Toxiproxy
 //! HTTP API subset), `launch.rs` (starting and stopping the process),
 //! `command.rs` (the commands).
 
+pub mod admit;
 mod api;
 pub mod command;
 pub mod daemon;

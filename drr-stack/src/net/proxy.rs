@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::admit::Admit;
 use super::toxic::{Effect, Jitter, Stream, Toxic};
 
 /// Bytes read at once from either side.
@@ -29,13 +30,28 @@ const SLICE: f64 = 0.05;
 pub type Toxics = watch::Receiver<Arc<Vec<Toxic>>>;
 
 /// Serves `listener` until the task is dropped: every accepted connection
-/// is forwarded to `upstream` through `toxics`.
-pub async fn serve(listener: TcpListener, upstream: std::net::SocketAddr, toxics: Toxics) {
+/// that `admit` allows is forwarded to `upstream` through `toxics`.
+pub async fn serve(
+    listener: TcpListener,
+    upstream: std::net::SocketAddr,
+    toxics: Toxics,
+    admit: Admit,
+) {
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok((client, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        if !admit.allows(peer.ip()) {
+            eprintln!(
+                "refused {peer}: only this host and its Docker containers may use {}",
+                listener
+                    .local_addr()
+                    .map_or_else(|_| "this link".to_owned(), |a| a.to_string())
+            );
+            let _ = client.set_zero_linger();
+            continue;
+        }
         tokio::spawn(connection(client, upstream, toxics.clone()));
     }
 }
