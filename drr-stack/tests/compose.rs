@@ -295,6 +295,7 @@ mod requires_docker {
         // a round trip through the proxy takes at least that long.
         let faults_started = Instant::now();
         let backend = Stack::Compose(stack.compose());
+        proxy_is_the_server_users_and_admits_this_host(&stack.compose()).await;
         let net = |latency| NetArgs {
             node: Some("replica2".into()),
             latency: Some(Duration::from_millis(latency)),
@@ -510,4 +511,37 @@ mod requires_docker {
         stack.compose().destroy(&mut Progress::new(false)).unwrap();
         assert!(stack.volumes().is_empty(), "volumes left after destroy");
     }
+}
+
+/// The compose stack's fault proxy runs as the server user (when the tests
+/// run as root), and its replication links, which listen on Docker's
+/// bridge address, admit this host (the containers' streaming shows they
+/// are admitted; that others are not is `net::admit`'s unit test: a peer
+/// that is neither needs another machine).
+async fn proxy_is_the_server_users_and_admits_this_host(compose: &Compose<'_>) {
+    use tokio::io::AsyncReadExt as _;
+
+    let net = compose.net_dir();
+    let pid = drr_stack::net::launch::running_pid(&net).expect("the fault proxy runs");
+    assert_eq!(support::process_uid(pid), support::server_uid());
+
+    let config = net.config().unwrap().expect("the proxy's configuration");
+    let link = config
+        .links
+        .iter()
+        .find(|l| l.bind.is_some())
+        .expect("a replication link on the bridge");
+    let address = link.listen_addr(&config);
+    // Held open (the primary waits for a startup message): admitted.
+    let log = || std::fs::read_to_string(net.log_file()).unwrap_or_default();
+    let mut admitted = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|e| panic!("{address}: {e}; proxy log:\n{}", log()));
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), admitted.read(&mut byte)).await;
+    assert!(
+        read.is_err(),
+        "the host was turned away: {read:?}; proxy log:\n{}",
+        log()
+    );
 }

@@ -204,20 +204,9 @@ async fn a_foreign_data_directory_is_refused_and_kept() {
 async fn servers_never_run_as_root() {
     let stack = TempStack::up(spec(&[])).await;
     let pid = stack.native().pids()["primary"];
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid: u32 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|u| u.parse().ok())
-        .unwrap();
+    let uid = support::process_uid(pid);
     assert_ne!(uid, 0, "postgres runs as root");
-    if nix::unistd::geteuid().is_root() {
-        let expected = drr_stack::host::ServerUser::resolve().unwrap().unwrap();
-        assert_eq!(uid, expected.uid);
-    } else {
-        assert_eq!(uid, nix::unistd::geteuid().as_raw());
-    }
+    assert_eq!(uid, support::server_uid());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,10 @@ async fn client_link_latency_adds_to_each_round_trip_live() {
     // replica2's client link, through the same proxy without faults, is
     // the baseline each round trip on replica1's is compared with.
     let stack = stack(&[0, 0]).await;
+    // The proxy runs as the servers do: never as root.
+    let proxy = drr_stack::net::launch::running_pid(&stack.native().unwrap().net_dir())
+        .expect("the fault proxy runs");
+    assert_eq!(support::process_uid(proxy), support::server_uid());
     let open = through_client_link(&stack).await;
     let (baseline, baseline_too) = (
         client_link_of(&stack, 1).await,

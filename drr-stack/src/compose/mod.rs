@@ -313,11 +313,13 @@ impl<'p> Compose<'p> {
                     .args(["volume", "rm", &left.volume])
                     .read()?;
             }
-            crate::net::launch::stop(&self.net_dir())?;
             let net = self.net_dir();
-            match std::fs::remove_dir_all(net.root()) {
+            crate::net::launch::stop(&net)?;
+            // `compose-<stack>/`, the proxy's directory and its parent.
+            let dir = net.root().parent().unwrap_or(net.root());
+            match std::fs::remove_dir_all(dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(e).with_context(|| format!("cannot delete {}", net.root().display()))
+                    Err(e).with_context(|| format!("cannot delete {}", dir.display()))
                 }
                 _ => Ok(()),
             }

@@ -14,28 +14,47 @@
 //! extra binary (the host's may not even run in it).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
 use super::Compose;
 use crate::command::Command;
+use crate::host::ServerUser;
+use crate::host::dirs::Home;
 use crate::net::NetDir;
 use crate::net::files::Config;
 use crate::spec::StackSpec;
 
 impl Compose<'_> {
-    /// The fault proxy's directory: `target/drr/compose-<stack>/net` in the
-    /// workspace (the proxy runs as the user running `cargo xtask`).
+    /// The fault proxy's directory: `compose-<stack>/net` in the
+    /// workspace's home (`target/drr`, or the native backend's `/var/tmp`
+    /// fallback when the server user cannot reach the workspace).
     pub fn net_dir(&self) -> NetDir {
-        let name = format!("compose-{}", self.spec().name);
-        NetDir::at(
-            self.project
-                .root()
-                .join("target")
-                .join("drr")
-                .join(name)
-                .join("net"),
-        )
+        let user = ServerUser::resolve().ok().flatten();
+        NetDir::at(self.proxy_dir(&self.home(user.as_ref())).join("net"))
+    }
+
+    /// The fault proxy's directory, created (or checked) for the user it
+    /// runs as: the server user when drr runs as root, as on the native
+    /// backend.
+    pub fn claim_net_dir(&self) -> Result<(NetDir, Option<ServerUser>)> {
+        let user = ServerUser::resolve()?;
+        let home = self.home(user.as_ref());
+        let dir = self.proxy_dir(&home);
+        home.claim(&dir, user.as_ref())
+            .with_context(|| format!("cannot use {} for the fault proxy's files", dir.display()))?;
+        let net = NetDir::at(dir.join("net"));
+        net.create(user.as_ref())?;
+        Ok((net, user))
+    }
+
+    fn home(&self, user: Option<&ServerUser>) -> Home {
+        Home::of(self.project.root(), user)
+    }
+
+    fn proxy_dir(&self, home: &Home) -> PathBuf {
+        home.path.join(format!("compose-{}", self.spec().name))
     }
 
     /// Runs the fault proxy with the links of `runtime` (restarting it when
@@ -47,10 +66,10 @@ impl Compose<'_> {
     /// [`Compose::net_follow`]; `image` can tell the host's address on the
     /// default bridge when it is not known yet.
     pub(super) fn net_follow_with(&self, runtime: &StackSpec, image: Option<&str>) -> Result<()> {
-        let net = self.net_dir();
         if !runtime.has_fault_links() {
-            return crate::net::launch::stop(&net);
+            return crate::net::launch::stop(&self.net_dir());
         }
+        let (net, user) = self.claim_net_dir()?;
         let replicated = runtime
             .replicas
             .iter()
@@ -60,7 +79,7 @@ impl Compose<'_> {
         } else {
             None
         };
-        crate::net::launch::ensure(&net, &Config::of(runtime, bind), None)
+        crate::net::launch::ensure(&net, &Config::of(runtime, bind), user.as_ref())
     }
 
     /// The host's address as containers reach it (`host-gateway`): the one

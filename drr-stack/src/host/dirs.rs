@@ -16,9 +16,10 @@ use std::io::Write as _;
 use std::os::unix::fs::{
     DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+use sha2::{Digest as _, Sha256};
 
 use super::ServerUser;
 
@@ -118,6 +119,58 @@ fn check_parent(parent: &Path, dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Where a workspace's stacks live, native and compose alike: its
+/// `target/drr`, or, when drr runs as root and the server user cannot
+/// reach that (a checkout under a private home directory),
+/// `/var/tmp/drr-<hash of the workspace path>` ([`shared_home`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    /// The directory.
+    pub path: PathBuf,
+    /// Whether it is the `/var/tmp` fallback, which drr must [`claim`]
+    /// before making anything inside.
+    pub shared: bool,
+}
+
+impl Home {
+    /// The home of the workspace at `workspace` for servers run by `server`.
+    pub fn of(workspace: &Path, server: Option<&ServerUser>) -> Home {
+        let preferred = preferred_home(workspace);
+        match server {
+            Some(user) if !user.can_reach(&preferred.join("x")) => Home {
+                path: shared_home(workspace),
+                shared: true,
+            },
+            _ => Home {
+                path: preferred,
+                shared: false,
+            },
+        }
+    }
+
+    /// Claims `dir`, a directory in this home, and the home first when it
+    /// is the shared fallback.
+    pub fn claim(&self, dir: &Path, server: Option<&ServerUser>) -> Result<()> {
+        if self.shared && dir.starts_with(&self.path) {
+            claim(&self.path, server)?;
+        }
+        claim(dir, server)
+    }
+}
+
+/// `<workspace>/target/drr`.
+pub fn preferred_home(workspace: &Path) -> PathBuf {
+    workspace.join("target").join("drr")
+}
+
+/// `/var/tmp/drr-<hash of the workspace path>`: the home of a root-run
+/// workspace the server user cannot reach.
+pub fn shared_home(workspace: &Path) -> PathBuf {
+    let digest = Sha256::digest(workspace.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/var/tmp/drr-{tag}"))
 }
 
 /// `user `name`` (or the bare uid when it has no name).

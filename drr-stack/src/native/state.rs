@@ -21,9 +21,9 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::host::{ServerUser, dirs, give};
+use crate::host::dirs::{self, Home};
+use crate::host::{ServerUser, give};
 use crate::project::Project;
 
 /// Overrides the state directory of the stack.
@@ -36,21 +36,16 @@ pub const CACHE_DIR_ENV: &str = "DRR_CACHE_DIR";
 pub struct StateDir {
     root: PathBuf,
     cache: PathBuf,
-    /// `/var/tmp/drr-<hash>` when drr falls back to it.
-    shared_home: Option<PathBuf>,
+    /// The workspace's home the directories are in (unless overridden).
+    home: Home,
 }
 
 impl StateDir {
     /// Resolves (but does not create) the directories for `project`.
     pub fn resolve(project: &Project, user: Option<&ServerUser>) -> Result<StateDir> {
-        let preferred = project.root().join("target").join("drr");
-        let shared_home = match user {
-            Some(user) if !user.can_reach(&preferred.join("x")) => Some(shared_home(project)),
-            _ => None,
-        };
-        let home = shared_home.clone().unwrap_or(preferred);
-        let root = env_path(STATE_DIR_ENV).unwrap_or_else(|| home.join(&project.spec().name));
-        let cache = env_path(CACHE_DIR_ENV).unwrap_or_else(|| home.join("cache"));
+        let home = Home::of(project.root(), user);
+        let root = env_path(STATE_DIR_ENV).unwrap_or_else(|| home.path.join(&project.spec().name));
+        let cache = env_path(CACHE_DIR_ENV).unwrap_or_else(|| home.path.join("cache"));
         if let Some(user) = user {
             for dir in [&root, &cache] {
                 if !user.can_reach(&dir.join("x")) {
@@ -63,11 +58,7 @@ impl StateDir {
                 }
             }
         }
-        Ok(StateDir {
-            root,
-            cache,
-            shared_home,
-        })
+        Ok(StateDir { root, cache, home })
     }
 
     /// Every native state directory of `project`'s workspace, whichever
@@ -76,18 +67,23 @@ impl StateDir {
     /// when it holds `nodes/` or a `lock` file, so the cache does not.
     pub fn all_roots(project: &Project) -> Result<Vec<PathBuf>> {
         let homes = [
-            project.root().join("target").join("drr"),
-            shared_home(project),
+            dirs::preferred_home(project.root()),
+            dirs::shared_home(project.root()),
         ];
         state_roots(&homes, env_path(STATE_DIR_ENV))
     }
 
     /// Explicit directories (tests, benchmarks, embedding tools).
     pub fn at(root: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> StateDir {
+        let root = root.into();
+        let home = Home {
+            path: root.clone(),
+            shared: false,
+        };
         StateDir {
-            root: root.into(),
+            root,
             cache: cache.into(),
-            shared_home: None,
+            home,
         }
     }
 
@@ -170,10 +166,7 @@ impl StateDir {
     }
 
     fn claim(&self, dir: &Path, user: Option<&ServerUser>) -> Result<()> {
-        if let Some(home) = self.shared_home.as_deref().filter(|h| dir.starts_with(h)) {
-            dirs::claim(home, user)?;
-        }
-        dirs::claim(dir, user)
+        self.home.claim(dir, user)
     }
 
     /// Takes the stack's lock (claiming the state directory first), waiting
@@ -247,14 +240,6 @@ fn state_roots(homes: &[PathBuf], extra: Option<PathBuf>) -> Result<Vec<PathBuf>
     roots.retain(|dir| seen.insert(fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())));
     roots.sort();
     Ok(roots)
-}
-
-/// `/var/tmp/drr-<hash of the workspace path>`: where a root-run stack
-/// lives when the server user cannot reach the workspace.
-fn shared_home(project: &Project) -> PathBuf {
-    let digest = Sha256::digest(project.root().as_os_str().as_encoded_bytes());
-    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    PathBuf::from(format!("/var/tmp/drr-{tag}"))
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {

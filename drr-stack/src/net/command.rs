@@ -60,7 +60,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 fn stack_net(stack: &Stack<'_>) -> Result<(NetDir, Option<ServerUser>)> {
     match stack {
         Stack::Native(native) => Ok((native.net_dir(), native.server_user().cloned())),
-        Stack::Compose(compose) => Ok((compose.net_dir(), None)),
+        Stack::Compose(compose) => compose.claim_net_dir(),
         Stack::External(_) => anyhow::bail!(
             "an external cluster has no fault proxy: drr runs one only for the stacks it runs; \
              use the cluster's own tools, or a native or compose stack"

@@ -152,3 +152,23 @@ pub async fn wait_for_table(client: &Client, name: &str, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The user id process `pid` runs as.
+pub fn process_uid(pid: i32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
+
+/// The user id drr's servers and fault proxy must run as: the server user
+/// when the tests run as root, else the tests' own.
+pub fn server_uid() -> u32 {
+    match drr_stack::host::ServerUser::resolve().unwrap() {
+        Some(user) => user.uid,
+        None => nix::unistd::geteuid().as_raw(),
+    }
+}
