@@ -83,14 +83,16 @@ impl Compose<'_> {
     }
 
     /// The host's address as containers reach it (`host-gateway`): the one
-    /// the proxy's configuration has, else the engine's answer, from a
-    /// throw-away container of `image`.
+    /// the proxy's configuration has while the host still has it, else the
+    /// engine's answer, from a throw-away container of `image`.
     fn host_gateway(&self, net: &NetDir, image: Option<&str>) -> Result<IpAddr> {
         let known = net
             .config()
             .ok()
             .flatten()
-            .and_then(|c| c.links.into_iter().find_map(|l| l.bind));
+            .and_then(|c| c.links.into_iter().find_map(|l| l.bind))
+            // The daemon's bridge can change (a new `bip`, a restart).
+            .filter(|address| crate::net::admit::is_own_address(*address));
         if let Some(address) = known {
             return Ok(address);
         }

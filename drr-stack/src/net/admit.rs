@@ -36,6 +36,11 @@ impl Admit {
     }
 }
 
+/// Whether `address` is one of this host's interface addresses now.
+pub fn is_own_address(address: IpAddr) -> bool {
+    Interfaces::now().own.contains(&address.to_canonical())
+}
+
 /// This host's addresses and its Docker bridges' subnets.
 #[derive(Debug, Default)]
 struct Interfaces {
@@ -117,5 +122,7 @@ mod tests {
         assert!(Admit::Any.allows("203.0.113.9".parse().unwrap()));
         // No interface here has that documentation address.
         assert!(!Admit::DockerBridges.allows("203.0.113.9".parse().unwrap()));
+        assert!(is_own_address("127.0.0.1".parse().unwrap()));
+        assert!(!is_own_address("203.0.113.9".parse().unwrap()));
     }
 }
