@@ -346,7 +346,7 @@ fn throughput_comparisons(urls: &Urls, quick: bool) {
 /// between inserts.
 fn lag_measurement_error(urls: &Urls, quick: bool) {
     let sampling = if quick {
-        Duration::from_secs(5)
+        Duration::from_secs(2)
     } else {
         Duration::from_secs(20)
     };

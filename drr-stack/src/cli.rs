@@ -255,7 +255,9 @@ enum Command {
     /// baselines run on throw-away stacks; the workspace's `cargo bench`
     /// results are collected too. Reports, never asserts, speed.
     Bench {
-        /// Fewer runs and short criterion measurements (for CI).
+        /// A smoke run for CI: every part, fewer runs, short criterion
+        /// measurements, and the benches built like the tests (the dev
+        /// profile, no optimised build); its figures are not for comparison.
         #[arg(long)]
         quick: bool,
         /// Run only this part; repeat for several (default: all).

@@ -147,7 +147,11 @@ impl Report {
             m.memory_gib,
             m.postgres,
             m.commit,
-            if m.quick { "; `--quick`" } else { "" }
+            if m.quick {
+                "; `--quick` (a smoke run: dev profile, few runs; not for comparison)"
+            } else {
+                ""
+            }
         );
         if !m.load.is_empty() {
             let _ = writeln!(out, "Load average (1, 5, 15 min): {}.\n", m.load);
