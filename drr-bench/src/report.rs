@@ -1,7 +1,7 @@
 //! The lines a benchmark prints for `cargo xtask bench`:
 //! `DRR-BENCH {figure}`, `DRR-BENCH-COMPARISON {comparison}` and
 //! `DRR-BENCH-CHART {growth curve}`, JSON in the shape of drr-stack's
-//! `bench::report` and `bench::Chart` types, plus a one-line summary on
+//! `bench::report` and `bench::chart::Chart` types, plus a one-line summary on
 //! stderr for whoever runs `cargo bench` by hand.
 
 /// One measured quantity over repeated runs.

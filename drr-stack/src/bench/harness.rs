@@ -13,9 +13,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::chart::Chart;
 use super::load::{self, Load, LoadCurve, RATES_TPS};
-use super::report::{Comparison, Figure};
+use super::report::Results;
 use crate::host::Binaries;
 use crate::project::Project;
 use crate::testing::TempStack;
@@ -29,38 +28,22 @@ pub async fn figures(
     project: &Project,
     cache: &Path,
     quick: bool,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
+    out: &mut Results,
 ) -> Result<()> {
     let stack = super::stack::up(&[DELAY_MS], cache).await?;
     let secrets = stack.secrets()?;
     let vars = crate::env::vars(stack.spec(), Some(&secrets));
     if !quick {
-        overshoot_under_load(project, &stack, figures, comparisons, charts)?;
+        overshoot_under_load(project, &stack, out)?;
     }
     let mut suite_vars = vars.clone();
     suite_vars.push(("DRR_BENCH_SUITE", "1".into()));
-    super::cargo_bench(
-        project,
-        &["suite"],
-        quick,
-        suite_vars,
-        figures,
-        comparisons,
-        charts,
-    )?;
+    super::cargo_bench(project, &["suite"], quick, suite_vars, out)?;
     Ok(())
 }
 
 /// `wait_for_replicas` overshoot at each pgbench rate, charted.
-fn overshoot_under_load(
-    project: &Project,
-    stack: &TempStack,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
-) -> Result<()> {
+fn overshoot_under_load(project: &Project, stack: &TempStack, out: &mut Results) -> Result<()> {
     let spec = stack.spec();
     let secrets = stack.secrets()?;
     let vars = crate::env::vars(spec, Some(&secrets));
@@ -71,24 +54,16 @@ fn overshoot_under_load(
         let running = Load::start(&bins, spec, &secrets, tps)?;
         let mut load_vars = vars.clone();
         load_vars.push(("DRR_BENCH_LOAD_TPS", tps.to_string()));
-        let before = figures.len();
-        super::cargo_bench(
-            project,
-            &["harness"],
-            false,
-            load_vars,
-            figures,
-            comparisons,
-            charts,
-        )?;
+        let before = out.figures.len();
+        super::cargo_bench(project, &["harness"], false, load_vars, out)?;
         running
             .stop()
             .with_context(|| format!("pgbench at {tps} TPS failed"))?;
-        for figure in &figures[before..] {
+        for figure in &out.figures[before..] {
             curve.add(tps, &figure.samples);
         }
     }
-    charts.push(curve.chart(
+    out.charts.push(curve.chart(
         "growth-overshoot-vs-load.svg",
         format!("wait_for_replicas overshoot vs pgbench rate (replica {DELAY_MS} ms behind)"),
         "return − first visible on the replica (ms)",

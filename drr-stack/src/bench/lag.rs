@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::chart::Chart;
 use super::load::{self, Load, LoadCurve, RATES_TPS};
-use super::report::{Comparison, Figure};
+use super::report::{Comparison, Figure, Results};
 use crate::command::Command;
 use crate::host::Binaries;
 use crate::pg;
@@ -26,9 +25,7 @@ pub async fn figures(
     duration: Duration,
     baseline_rounds: usize,
     load: bool,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
+    out: &mut Results,
 ) -> Result<()> {
     let stack = super::stack::up(&DELAYS_MS, cache).await?;
     let spec = stack.spec();
@@ -39,7 +36,7 @@ pub async fn figures(
     for replica in &report.replicas {
         let errors: Vec<f64> = replica.samples.iter().map(|s| s.error_ms).collect();
         curve.add(0, &errors);
-        figures.push(Figure {
+        out.figures.push(Figure {
             group: "2. lag accuracy".into(),
             name: format!("visibility lag − configured, delay {} ms", replica.delay_ms),
             unit: "ms".into(),
@@ -51,7 +48,7 @@ pub async fn figures(
         .iter()
         .flat_map(|r| r.samples.iter().map(|s| s.window_ms))
         .collect();
-    figures.push(Figure {
+    out.figures.push(Figure {
         group: "2. lag accuracy".into(),
         name: "probe's own measuring error (poll window)".into(),
         unit: "ms".into(),
@@ -93,7 +90,7 @@ pub async fn figures(
             for replica in &loaded.replicas {
                 let errors: Vec<f64> = replica.samples.iter().map(|s| s.error_ms).collect();
                 curve.add(tps, &errors);
-                figures.push(Figure {
+                out.figures.push(Figure {
                     group: "9. growth: lag error vs write load".into(),
                     name: format!(
                         "visibility lag − configured, delay {} ms, pgbench -R {tps}",
@@ -104,7 +101,7 @@ pub async fn figures(
                 });
             }
         }
-        charts.push(curve.chart(
+        out.charts.push(curve.chart(
             "growth-lag-vs-load.svg",
             format!(
                 "visibility lag − configured delay vs pgbench rate ({} s probes, all replicas)",
@@ -113,7 +110,7 @@ pub async fn figures(
             "error (ms)",
         ));
     }
-    comparisons.push(Comparison {
+    out.comparisons.push(Comparison {
         group: "6. against what users have today".into(),
         name: "measuring a 1000 ms lag: error (measured − configured)".into(),
         a: Figure {

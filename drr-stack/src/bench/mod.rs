@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use chart::Chart;
-pub use report::{CHART_LINE, COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report};
+pub use report::{
+    CHART_LINE, COMPARISON_LINE, Comparison, FIGURE_LINE, Figure, Machine, Report, Results,
+};
 
 use crate::command::Command;
 use crate::project::Project;
@@ -71,9 +72,7 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
     } else {
         (9, Duration::from_secs(20), 10)
     };
-    let mut figures = Vec::new();
-    let mut comparisons = Vec::new();
-    let mut charts = Vec::new();
+    let mut out = Results::default();
     let wanted = |part| options.only.is_empty() || options.only.contains(&part);
     let (run_started, load_at_start) = (Instant::now(), load_average());
     let mut took = Vec::new();
@@ -83,64 +82,32 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
         let started = part_started(&format!("stack start-up ({runs} runs each)"));
         // One replica: the size with the hand-written script to compare.
         let sizes: &[usize] = if options.quick { &[1] } else { &[1, 2, 4, 8] };
-        stack::figures(runs, sizes, &mut figures, &mut comparisons, &mut charts).await?;
+        stack::figures(runs, sizes, &mut out).await?;
         took.push(part_done("stack", started));
     }
     if wanted(Part::Lag) {
         let started = part_started("lag accuracy");
-        lag::figures(
-            cache.path(),
-            probe_for,
-            rounds,
-            !options.quick,
-            &mut figures,
-            &mut comparisons,
-            &mut charts,
-        )
-        .await?;
+        lag::figures(cache.path(), probe_for, rounds, !options.quick, &mut out).await?;
         took.push(part_done("lag", started));
     }
     if wanted(Part::Net) {
         let started = part_started("the fault proxy's overhead");
-        net::figures(cache.path(), rounds, &mut comparisons).await?;
+        net::figures(cache.path(), rounds, &mut out).await?;
         took.push(part_done("net", started));
     }
     if wanted(Part::Cargo) {
         let started = part_started("the workspace's benchmarks (cargo bench)");
-        workspace_benches(
-            project,
-            cache.path(),
-            options.quick,
-            &mut figures,
-            &mut comparisons,
-            &mut charts,
-        )
-        .await?;
+        workspace_benches(project, cache.path(), options.quick, &mut out).await?;
         took.push(part_done("cargo", started));
     }
     if wanted(Part::Peers) {
         let started = part_started("peers: pgpool-II and #[sqlx::test]");
-        peers::figures(
-            project,
-            cache.path(),
-            options.quick,
-            &mut figures,
-            &mut comparisons,
-        )
-        .await?;
+        peers::figures(project, cache.path(), options.quick, &mut out).await?;
         took.push(part_done("peers", started));
     }
     if wanted(Part::Harness) {
         let started = part_started("the test harness at scale");
-        harness::figures(
-            project,
-            cache.path(),
-            options.quick,
-            &mut figures,
-            &mut comparisons,
-            &mut charts,
-        )
-        .await?;
+        harness::figures(project, cache.path(), options.quick, &mut out).await?;
         took.push(part_done("harness", started));
     }
     took.push(("total".to_owned(), run_started.elapsed().as_secs_f64()));
@@ -153,9 +120,9 @@ pub async fn run(project: &Project, options: BenchOptions) -> Result<std::path::
             ),
             ..machine(project)?
         },
-        figures,
-        comparisons,
-        charts,
+        figures: out.figures,
+        comparisons: out.comparisons,
+        charts: out.charts,
         took,
     };
     let dir = project.root().join("target").join("drr").join("bench");
@@ -205,16 +172,17 @@ async fn workspace_benches(
     project: &Project,
     cache: &Path,
     quick: bool,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
+    out: &mut Results,
 ) -> Result<()> {
     let delay_ms = if quick { 500 } else { 3000 };
     let bench_stack = stack::up(&[delay_ms], cache).await?;
     let secrets = bench_stack.secrets()?;
     let vars = crate::env::vars(bench_stack.spec(), Some(&secrets));
-    cargo_bench(project, &["*"], quick, vars, figures, comparisons, charts)?;
-    criterion_figures(&project.root().join("target").join("criterion"), figures);
+    cargo_bench(project, &["*"], quick, vars, out)?;
+    criterion_figures(
+        &project.root().join("target").join("criterion"),
+        &mut out.figures,
+    );
     Ok(())
 }
 
@@ -225,9 +193,7 @@ fn cargo_bench(
     benches: &[&str],
     quick: bool,
     vars: Vec<(&'static str, String)>,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
+    out: &mut Results,
 ) -> Result<()> {
     let mut args = vec!["bench", "--workspace"];
     if quick {
@@ -259,16 +225,16 @@ fn cargo_bench(
     let output = command.read_stdout()?;
     for line in output.lines() {
         if let Some(json) = line.strip_prefix(FIGURE_LINE) {
-            figures.push(
+            out.figures.push(
                 serde_json::from_str(json).with_context(|| format!("bad figure line: {line}"))?,
             );
         } else if let Some(json) = line.strip_prefix(COMPARISON_LINE) {
-            comparisons.push(
+            out.comparisons.push(
                 serde_json::from_str(json)
                     .with_context(|| format!("bad comparison line: {line}"))?,
             );
         } else if let Some(json) = line.strip_prefix(CHART_LINE) {
-            charts.push(
+            out.charts.push(
                 serde_json::from_str(json).with_context(|| format!("bad chart line: {line}"))?,
             );
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use tokio_postgres::{Client, NoTls};
 
-use super::{Comparison, Figure};
+use super::{Comparison, Figure, Results};
 use crate::testing::TempStack;
 
 /// Bytes one bulk read fetches.
@@ -33,7 +33,7 @@ async fn connect(url: &str) -> Result<Client> {
 
 /// `rounds` rounds, each `per_round` round trips and one bulk read on
 /// either connection, alternating which goes first.
-pub async fn figures(cache: &Path, rounds: usize, comparisons: &mut Vec<Comparison>) -> Result<()> {
+pub async fn figures(cache: &Path, rounds: usize, out: &mut Results) -> Result<()> {
     let stack = TempStack::with_cache(
         crate::testing::net_spec(&[std::time::Duration::ZERO])?,
         cache,
@@ -61,13 +61,13 @@ pub async fn figures(cache: &Path, rounds: usize, comparisons: &mut Vec<Comparis
     }
     let [trip_proxy, trip_direct] = trips;
     let [bulk_proxy, bulk_direct] = bulks;
-    comparisons.push(Comparison {
+    out.comparisons.push(Comparison {
         group: "7. network faults".into(),
         name: "round trip of SELECT 1, no faults: client link vs direct".into(),
         a: figure("through the fault proxy", "µs", trip_proxy),
         b: figure("direct", "µs", trip_direct),
     });
-    comparisons.push(Comparison {
+    out.comparisons.push(Comparison {
         group: "7. network faults".into(),
         name: "bulk read of 8 MB, no faults: client link vs direct".into(),
         a: figure("through the fault proxy", "MB/s", bulk_proxy),

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::pgpool::{self, Running};
-use super::report::{Comparison, Figure};
+use super::report::Results;
 use crate::project::Project;
 
 /// The replica's delay: web requests follow each other faster than this.
@@ -23,8 +23,7 @@ pub async fn figures(
     project: &Project,
     cache: &Path,
     quick: bool,
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
+    out: &mut Results,
 ) -> Result<()> {
     if !pgpool::installed() {
         eprintln!(
@@ -43,13 +42,5 @@ pub async fn figures(
     let mut vars = crate::env::vars(spec, Some(&secrets));
     vars.push(("DRR_PGPOOL_URL", checked.url(spec)?));
     vars.push(("DRR_PGPOOL_UNCHECKED_URL", unchecked.url(spec)?));
-    super::cargo_bench(
-        project,
-        &["peers"],
-        quick,
-        vars,
-        figures,
-        comparisons,
-        &mut Vec::new(),
-    )
+    super::cargo_bench(project, &["peers"], quick, vars, out)
 }

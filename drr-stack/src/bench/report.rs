@@ -62,6 +62,18 @@ pub struct Machine {
     pub load: String,
 }
 
+/// What a run's parts collect, in order: the report's figures,
+/// comparisons and charts.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Every figure.
+    pub figures: Vec<Figure>,
+    /// Every side-by-side comparison.
+    pub comparisons: Vec<Comparison>,
+    /// Growth curves.
+    pub charts: Vec<Chart>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {

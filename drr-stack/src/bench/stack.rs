@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::chart::Chart;
-use super::report::{Comparison, Figure, stats};
+use super::report::{Comparison, Figure, Results, stats};
 use crate::command::Command;
 use crate::host::{Binaries, ServerUser};
 use crate::native::Native;
@@ -82,13 +82,7 @@ fn figure(name: String, unit: &str, samples: Vec<f64>) -> Figure {
 
 /// Runs the stack figures with `runs` repetitions each, for each replica
 /// count of `sizes`, and charts how cold `up` and its steps grow with it.
-pub async fn figures(
-    runs: usize,
-    sizes: &[usize],
-    figures: &mut Vec<Figure>,
-    comparisons: &mut Vec<Comparison>,
-    charts: &mut Vec<Chart>,
-) -> Result<()> {
+pub async fn figures(runs: usize, sizes: &[usize], out: &mut Results) -> Result<()> {
     let bins = Binaries::find(15)?;
     let user = ServerUser::resolve()?;
     let mut growth: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -113,7 +107,7 @@ pub async fn figures(
         let first = TempStack::with_cache(spec(&delays)?, cold_cache.path())?;
         let (first_total, _) = timed_up(&first.native()?).await?;
         drop(first);
-        figures.push(figure(
+        out.figures.push(figure(
             format!("first up, empty template cache, {what}"),
             "ms",
             vec![first_total],
@@ -164,38 +158,39 @@ pub async fn figures(
             }
         }
         grow("cold up", replicas, &cold);
-        figures.push(figure(
+        out.figures.push(figure(
             format!("cold up (spare copies ready), {what}"),
             "ms",
             cold.clone(),
         ));
         for (kind, samples) in steps {
             grow(kind, replicas, &samples);
-            figures.push(figure(
+            out.figures.push(figure(
                 format!("  cold up step: {kind}, {what}"),
                 "ms",
                 samples,
             ));
         }
-        figures.push(figure(
+        out.figures.push(figure(
             format!("warm up (already running), {what}"),
             "ms",
             warm,
         ));
-        figures.push(figure(format!("down, {what}"), "ms", down));
-        figures.push(figure(
+        out.figures
+            .push(figure(format!("down, {what}"), "ms", down));
+        out.figures.push(figure(
             format!("destroy (prepares the next up's spare copies), {what}"),
             "ms",
             destroy,
         ));
-        comparisons.push(Comparison {
+        out.comparisons.push(Comparison {
             group: "1. stack".into(),
             name: format!("cold up, {what}"),
             a: figure("spare copies ready".into(), "ms", cold.clone()),
             b: figure("copying the template".into(), "ms", copying),
         });
         if replicas == 1 {
-            comparisons.push(Comparison {
+            out.comparisons.push(Comparison {
                 group: "6. against what users have today".into(),
                 name: "start primary + 1 delayed replica".into(),
                 a: figure("drr cold up".into(), "ms", cold),
@@ -203,7 +198,7 @@ pub async fn figures(
             });
         }
     }
-    charts.push(Chart {
+    out.charts.push(Chart {
         file: "growth-cold-up.svg".into(),
         title: format!("cold up (template cached) vs replica count, median of {runs} runs"),
         x_desc: "replicas".into(),
